@@ -22,7 +22,9 @@ func TestEncodeFitsTheTerminationMessage(t *testing.T) {
 		{"small stays whole", Result{Phase: v1alpha1.BuildSucceeded, Steps: many[:2], Duration: "3s"},
 			func(r Result) bool { return len(r.Steps) == 2 && r.Duration == "3s" }},
 		{"long message is cut", Result{Phase: v1alpha1.BuildFailed, Message: strings.Repeat("m", 10000), FailedStep: "bad", Steps: many[200:]},
-			func(r Result) bool { return strings.HasSuffix(r.Message, " ...") && r.FailedStep == "bad" && len(r.Steps) == 1 }},
+			func(r Result) bool {
+				return strings.HasSuffix(r.Message, " ...") && r.FailedStep == "bad" && len(r.Steps) == 1
+			}},
 		{"many steps keep the failed one", Result{Phase: v1alpha1.BuildFailed, FailedStep: "bad", Steps: many},
 			func(r Result) bool {
 				return len(r.Steps) == 1 && r.Steps[0].Name == "bad" && r.Message == "200 step results omitted; see the build log"
