@@ -1,0 +1,462 @@
+package sync
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"homeostat.dev/homeostat/render"
+)
+
+// item is one desired object on its way to the cluster.
+type item struct {
+	obj     *unstructured.Unstructured
+	src     render.Source
+	owner   *render.OwnerRef
+	mapping *meta.RESTMapping
+	ref     Ref
+	hash    string
+}
+
+// Stages, applied in order; each waits for the one before it.
+const (
+	stageDefinitions = iota // CRDs and Namespaces
+	stageCluster            // other cluster-scoped objects
+	stageObjects            // namespaced objects, high-level ones included
+	stageChildren           // objects rendered from a high-level object
+)
+
+// Apply makes the cluster hold desired, in stages: CRDs and Namespaces (then
+// waiting for CRDs to be established), other cluster-scoped objects,
+// namespaced objects, and last the children of high-level objects, which get
+// an ownerReference to their parent. Within a stage objects are applied
+// concurrently. An object whose hash annotation matches and whose fields were
+// not taken by another manager is not sent at all; one that was changed by
+// hand is applied again and reported as drift. inv is the Sync's inventory
+// before this apply (it tells a deleted-by-hand object from a new one).
+//
+// The returned ChangeSet lists every desired object; on error it holds what
+// was done so far, and failed objects carry their error.
+func (e *Engine) Apply(ctx context.Context, t Target, desired []render.Object, inv Inventory) (ChangeSet, error) {
+	items, err := prepare(t, desired)
+	if err != nil {
+		return ChangeSet{}, err
+	}
+	var defs, rest []*item
+	for _, it := range items {
+		if isDefinition(it.obj) {
+			defs = append(defs, it)
+		} else {
+			rest = append(rest, it)
+		}
+	}
+	var cs ChangeSet
+	uids := map[string]types.UID{}
+	if len(defs) > 0 {
+		if err := e.resolve(t, defs); err != nil {
+			return cs, err
+		}
+		if err := e.applyStage(ctx, defs, inv, uids, &cs); err != nil {
+			return cs, err
+		}
+		if err := e.waitEstablished(ctx, defs); err != nil {
+			return cs, err
+		}
+	}
+	if err := e.resolve(t, rest); err != nil {
+		return cs, err
+	}
+	stages := make([][]*item, stageChildren+1)
+	for _, it := range rest {
+		s := stageObjects
+		switch {
+		case it.owner != nil:
+			s = stageChildren
+		case it.mapping.Scope.Name() != meta.RESTScopeNameNamespace:
+			s = stageCluster
+		}
+		stages[s] = append(stages[s], it)
+	}
+	for s := stageCluster; s <= stageChildren; s++ {
+		if s == stageChildren {
+			if err := linkOwners(stages[s], uids); err != nil {
+				return cs, err
+			}
+		}
+		if err := e.applyStage(ctx, stages[s], inv, uids, &cs); err != nil {
+			return cs, err
+		}
+	}
+	return cs, nil
+}
+
+// prepare copies the desired objects and labels them as the Sync's.
+func prepare(t Target, desired []render.Object) ([]*item, error) {
+	items := make([]*item, 0, len(desired))
+	for _, d := range desired {
+		if d.Object == nil {
+			continue
+		}
+		u := d.Object.DeepCopy()
+		labels := u.GetLabels()
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		for k, v := range t.labels() {
+			labels[k] = v
+		}
+		u.SetLabels(labels)
+		items = append(items, &item{obj: u, src: d.Source, owner: d.Owner})
+	}
+	return items, nil
+}
+
+// resolve looks up each object's resource, gives namespaced objects without
+// a namespace the default one, and rejects duplicates.
+func (e *Engine) resolve(t Target, items []*item) error {
+	var errs []error
+	for _, it := range items {
+		gvk := it.obj.GroupVersionKind()
+		m, err := e.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s %s: %w", it.src, gvk.Kind, it.obj.GetName(), err))
+			continue
+		}
+		it.mapping = m
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			if it.obj.GetNamespace() == "" {
+				it.obj.SetNamespace(t.DefaultNamespace)
+			}
+		} else {
+			it.obj.SetNamespace("")
+		}
+		it.ref = RefOf(it.obj)
+	}
+	return errors.Join(errs...)
+}
+
+// linkOwners points each child at its parent, which an earlier stage applied.
+func linkOwners(items []*item, uids map[string]types.UID) error {
+	var errs []error
+	for _, it := range items {
+		gv, err := schema.ParseGroupVersion(it.owner.APIVersion)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: owner of %s: %w", it.src, it.ref, err))
+			continue
+		}
+		ns := it.owner.Namespace
+		if ns == "" {
+			ns = it.ref.Namespace
+		}
+		parent := Ref{Group: gv.Group, Kind: it.owner.Kind, Namespace: ns, Name: it.owner.Name}
+		uid, ok := uids[parent.ID()]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: owner %s of %s was not applied", it.src, parent, it.ref))
+			continue
+		}
+		it.obj.SetOwnerReferences([]metav1.OwnerReference{{
+			APIVersion: it.owner.APIVersion, Kind: it.owner.Kind, Name: it.owner.Name, UID: uid,
+			Controller: new(true),
+		}})
+	}
+	return errors.Join(errs...)
+}
+
+// hashObject hashes the object as it will be applied, without the hash annotation.
+func hashObject(u *unstructured.Unstructured) (string, error) {
+	ann := u.GetAnnotations()
+	delete(ann, AnnotationHash)
+	if len(ann) == 0 {
+		ann = nil
+	}
+	u.SetAnnotations(ann)
+	data, err := json.Marshal(u.Object) // maps marshal with sorted keys: stable
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(data)
+	h := hex.EncodeToString(sum[:12])
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[AnnotationHash] = h
+	u.SetAnnotations(ann)
+	return h, nil
+}
+
+// applyStage applies one stage's objects concurrently and records the
+// results (and the UIDs children need) into cs and uids.
+func (e *Engine) applyStage(ctx context.Context, items []*item, inv Inventory, uids map[string]types.UID, cs *ChangeSet) error {
+	if len(items) == 0 {
+		return nil
+	}
+	for _, it := range items {
+		h, err := hashObject(it.obj)
+		if err != nil {
+			return fmt.Errorf("%s: hash %s: %w", it.src, it.ref, err)
+		}
+		it.hash = h
+	}
+	live, err := e.listLive(ctx, items)
+	if err != nil {
+		return err
+	}
+	changes := make([]Change, len(items))
+	newUIDs := make([]types.UID, len(items))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.concurrency)
+	for i, it := range items {
+		g.Go(func() error {
+			c, uid := e.applyOne(gctx, it, live[it.ref.ID()], inv)
+			changes[i], newUIDs[i] = c, uid
+			return nil
+		})
+	}
+	_ = g.Wait()
+	var failed []string
+	for i, c := range changes {
+		cs.Add(c)
+		if c.Action == Failed {
+			failed = append(failed, c.Ref.String()+": "+c.Err)
+			continue
+		}
+		uids[items[i].ref.ID()] = newUIDs[i]
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("apply failed for %d object(s): %s", len(failed), strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+// applyOne decides whether an object needs sending and sends it.
+func (e *Engine) applyOne(ctx context.Context, it *item, lv *liveMeta, inv Inventory) (Change, types.UID) {
+	c := Change{Ref: it.ref, Source: it.src}
+	drift := false
+	switch {
+	case lv == nil:
+		// Missing although we applied it before: deleted by hand.
+		drift = inv.Contains(it.ref)
+	case lv.hash != it.hash:
+		// Git changed (or the object is not yet ours): apply.
+	default:
+		d, err := e.hasDrifted(ctx, it, lv)
+		if err != nil {
+			c.Action, c.Err = Failed, err.Error()
+			return c, ""
+		}
+		if !d {
+			c.Action = Unchanged
+			return c, lv.uid
+		}
+		drift = true
+	}
+	res, err := e.patch(ctx, it, false)
+	if err != nil {
+		c.Action, c.Err = Failed, describe(err)
+		return c, ""
+	}
+	e.rememberFields(it.ref.ID(), res.fieldsHash)
+	switch {
+	case res.created:
+		c.Action = Created
+	case lv != nil && lv.resourceVersion == res.resourceVersion:
+		c.Action = Unchanged
+		drift = false
+	default:
+		c.Action = Configured
+	}
+	c.Drift = drift
+	return c, res.uid
+}
+
+// hasDrifted tells whether fields homeostat applied were changed by someone
+// else. When this Engine remembers homeostat's managed fields from its own
+// last apply it compares those (no request); otherwise only an object that
+// another manager touched after homeostat is checked with a server-side
+// dry-run.
+func (e *Engine) hasDrifted(ctx context.Context, it *item, lv *liveMeta) (bool, error) {
+	if known, ok := e.knownFields(it.ref.ID()); ok {
+		return known != lv.fieldsHash, nil
+	}
+	if lv.fieldsHash != "" && !lv.touchedByOthers {
+		e.rememberFields(it.ref.ID(), lv.fieldsHash)
+		return false, nil
+	}
+	live, err := e.get(ctx, it)
+	if err != nil {
+		return false, err
+	}
+	dry, err := e.patch(ctx, it, true)
+	if err != nil {
+		return false, fmt.Errorf("dry-run: %w", err)
+	}
+	if equalIgnoringMeta(live, dry.object) {
+		e.rememberFields(it.ref.ID(), lv.fieldsHash)
+		return false, nil
+	}
+	return true, nil
+}
+
+// equalIgnoringMeta compares two objects without managedFields and resourceVersion.
+func equalIgnoringMeta(a, b *unstructured.Unstructured) bool {
+	strip := func(u *unstructured.Unstructured) map[string]any {
+		c := u.DeepCopy()
+		unstructured.RemoveNestedField(c.Object, "metadata", "managedFields")
+		unstructured.RemoveNestedField(c.Object, "metadata", "resourceVersion")
+		unstructured.RemoveNestedField(c.Object, "metadata", "generation")
+		return c.Object
+	}
+	x, _ := json.Marshal(strip(a))
+	y, _ := json.Marshal(strip(b))
+	return string(x) == string(y)
+}
+
+// patchResult is what one apply request returned.
+type patchResult struct {
+	created         bool
+	uid             types.UID
+	resourceVersion string
+	fieldsHash      string
+	object          *unstructured.Unstructured // set for dry-runs only
+}
+
+// path is the REST path of an object.
+func objectPath(m *meta.RESTMapping, ns, name string) string {
+	gvr := m.Resource
+	var b strings.Builder
+	if gvr.Group == "" {
+		b.WriteString("/api/" + gvr.Version)
+	} else {
+		b.WriteString("/apis/" + gvr.Group + "/" + gvr.Version)
+	}
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		b.WriteString("/namespaces/" + ns)
+	}
+	b.WriteString("/" + gvr.Resource + "/" + name)
+	return b.String()
+}
+
+// patch sends one server-side apply request. It talks REST directly, not
+// through a typed client, to read the status code (201 means created) and to
+// decode only the metadata of the answer.
+func (e *Engine) patch(ctx context.Context, it *item, dryRun bool) (*patchResult, error) {
+	body, err := json.Marshal(it.obj.Object)
+	if err != nil {
+		return nil, err
+	}
+	req := e.rest.Patch(types.ApplyPatchType).
+		AbsPath(objectPath(it.mapping, it.ref.Namespace, it.ref.Name)).
+		Param("fieldManager", FieldManager).Param("force", "true").
+		Body(body)
+	if dryRun {
+		req = req.Param("dryRun", "All")
+	}
+	var code int
+	raw, err := req.Do(ctx).StatusCode(&code).Raw()
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Metadata metav1.ObjectMeta `json:"metadata"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("decode apply response for %s: %w", it.ref, err)
+	}
+	res := &patchResult{
+		created:         code == http.StatusCreated,
+		uid:             out.Metadata.UID,
+		resourceVersion: out.Metadata.ResourceVersion,
+		fieldsHash:      ownFieldsHash(out.Metadata.ManagedFields),
+	}
+	if dryRun {
+		res.object = &unstructured.Unstructured{}
+		if err := json.Unmarshal(raw, &res.object.Object); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// get reads the full live object.
+func (e *Engine) get(ctx context.Context, it *item) (*unstructured.Unstructured, error) {
+	raw, err := e.rest.Get().AbsPath(objectPath(it.mapping, it.ref.Namespace, it.ref.Name)).Do(ctx).Raw()
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", it.ref, err)
+	}
+	u := &unstructured.Unstructured{}
+	return u, json.Unmarshal(raw, &u.Object)
+}
+
+// describe shortens an API error to its message.
+func describe(err error) string {
+	var se *apierrors.StatusError
+	if errors.As(err, &se) {
+		return se.ErrStatus.Message
+	}
+	return err.Error()
+}
+
+// ownFieldsHash hashes the fields homeostat holds by apply; another manager
+// taking one of them (kubectl edit, a hand patch) changes it.
+func ownFieldsHash(mf []metav1.ManagedFieldsEntry) string {
+	for _, m := range mf {
+		if m.Manager == FieldManager && m.Operation == metav1.ManagedFieldsOperationApply && m.Subresource == "" && m.FieldsV1 != nil {
+			sum := sha256.Sum256(m.FieldsV1.Raw)
+			return hex.EncodeToString(sum[:8])
+		}
+	}
+	return ""
+}
+
+// isDefinition reports whether an object must exist before others can be
+// applied: CRDs and Namespaces.
+func isDefinition(u *unstructured.Unstructured) bool {
+	gk := u.GroupVersionKind().GroupKind()
+	return gk == (schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}) ||
+		gk == (schema.GroupKind{Kind: "Namespace"})
+}
+
+// waitEstablished waits until the CRDs among items are served.
+func (e *Engine) waitEstablished(ctx context.Context, items []*item) error {
+	for _, it := range items {
+		if it.ref.Kind != "CustomResourceDefinition" {
+			continue
+		}
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			u, err := e.get(ctx, it)
+			if err != nil {
+				return false, err
+			}
+			conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+			for _, c := range conds {
+				m, _ := c.(map[string]any)
+				if m["type"] == "Established" && m["status"] == "True" {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			return fmt.Errorf("wait for %s to be established: %w", it.ref, err)
+		}
+	}
+	return nil
+}

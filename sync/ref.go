@@ -1,0 +1,96 @@
+package sync
+
+import (
+	"sort"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"homeostat.dev/homeostat/render/api/v1alpha1"
+)
+
+// Ref identifies one object. Two Refs name the same object when their ID is
+// equal: the version is kept only to reach the object, not to tell objects apart.
+type Ref struct {
+	Group, Version, Kind, Namespace, Name string
+}
+
+// RefOf reads the Ref of an object.
+func RefOf(u *unstructured.Unstructured) Ref {
+	gvk := u.GroupVersionKind()
+	return Ref{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: u.GetNamespace(), Name: u.GetName()}
+}
+
+// String is "Kind/namespace/name", or "Kind/name" for cluster-scoped objects.
+func (r Ref) String() string {
+	if r.Namespace == "" {
+		return r.Kind + "/" + r.Name
+	}
+	return r.Kind + "/" + r.Namespace + "/" + r.Name
+}
+
+// ID is the version-independent identity "group/Kind/namespace/name".
+func (r Ref) ID() string { return r.Group + "/" + r.Kind + "/" + r.Namespace + "/" + r.Name }
+
+// GVK is the object's group, version and kind.
+func (r Ref) GVK() schema.GroupVersionKind {
+	return schema.GroupVersionKind{Group: r.Group, Version: r.Version, Kind: r.Kind}
+}
+
+// API converts the Ref to the inventory entry of the Sync's status.
+func (r Ref) API() v1alpha1.ResourceRef {
+	return v1alpha1.ResourceRef{Group: r.Group, Version: r.Version, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
+}
+
+// RefFromAPI converts an inventory entry back.
+func RefFromAPI(r v1alpha1.ResourceRef) Ref {
+	return Ref{Group: r.Group, Version: r.Version, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
+}
+
+// Inventory is the set of objects a Sync applied and owns.
+type Inventory []Ref
+
+// InventoryFromAPI reads a Sync's status.inventory.
+func InventoryFromAPI(in []v1alpha1.ResourceRef) Inventory {
+	out := make(Inventory, 0, len(in))
+	for _, r := range in {
+		out = append(out, RefFromAPI(r))
+	}
+	return out
+}
+
+// API converts the inventory to the Sync's status form, sorted for stable diffs.
+func (inv Inventory) API() []v1alpha1.ResourceRef {
+	s := append(Inventory(nil), inv...)
+	sort.Slice(s, func(i, j int) bool { return s[i].ID() < s[j].ID() })
+	out := make([]v1alpha1.ResourceRef, 0, len(s))
+	for _, r := range s {
+		out = append(out, r.API())
+	}
+	return out
+}
+
+// Contains reports whether ref (by ID) is in the inventory.
+func (inv Inventory) Contains(ref Ref) bool {
+	for _, r := range inv {
+		if r.ID() == ref.ID() {
+			return true
+		}
+	}
+	return false
+}
+
+// Minus returns the entries of inv whose ID is not in keep: what a prune deletes.
+func (inv Inventory) Minus(keep Inventory) Inventory {
+	ids := make(map[string]bool, len(keep))
+	for _, r := range keep {
+		ids[r.ID()] = true
+	}
+	var out Inventory
+	for _, r := range inv {
+		if !ids[r.ID()] {
+			out = append(out, r)
+		}
+	}
+	return out
+}

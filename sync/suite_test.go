@@ -1,0 +1,99 @@
+package sync
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	gosync "sync"
+	"sync/atomic"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
+
+	"homeostat.dev/homeostat/internal/testenv"
+	"homeostat.dev/homeostat/render"
+)
+
+// env is the package's one API server, started in TestMain.
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	var err error
+	env, err = testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sync tests need a real API server:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+// writeCounter counts the requests that could change the cluster; dry-runs
+// and reads do not count.
+type writeCounter struct {
+	mu    gosync.Mutex
+	n     atomic.Int64
+	paths []string
+}
+
+func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Method != http.MethodGet && !strings.Contains(r.URL.RawQuery, "dryRun=") {
+			w.n.Add(1)
+			w.mu.Lock()
+			w.paths = append(w.paths, r.Method+" "+r.URL.Path)
+			w.mu.Unlock()
+		}
+		return rt.RoundTrip(r)
+	})
+}
+
+func (w *writeCounter) reset() {
+	w.n.Store(0)
+	w.mu.Lock()
+	w.paths = nil
+	w.mu.Unlock()
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// newEngine returns an Engine whose write requests are counted.
+func newEngine(t testing.TB) (*Engine, *writeCounter) {
+	t.Helper()
+	w := &writeCounter{}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Wrap(w.wrap)
+	e, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, w
+}
+
+// namespace creates a fresh namespace for one test.
+func namespace(t testing.TB, name string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := env.Client.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// configMap builds a rendered ConfigMap.
+func configMap(name string, data map[string]any) render.Object {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": name},
+		"data":     data,
+	}}
+	return render.Object{Object: u, Source: render.Source{File: "apps/" + name + ".yaml", Line: 1}}
+}
