@@ -1,0 +1,294 @@
+package backup
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"homeostat.dev/homeostat/backup/pgbin"
+)
+
+// DefaultPartSize is the compressed size of one part object.
+const DefaultPartSize = 32 << 20
+
+// PushOptions says which server to back up.
+type PushOptions struct {
+	// Host is a host name or a unix socket directory; Port and User complete
+	// the connection pg_basebackup makes (replication, so User needs the
+	// REPLICATION attribute or superuser). A password, if needed, comes from
+	// PGPASSWORD / PGPASSFILE in the environment.
+	Host string
+	Port int
+	User string
+	// PartSize bounds each part object (DefaultPartSize when 0).
+	PartSize int64
+	Log      *slog.Logger
+}
+
+// Push takes a base backup of a running server with pg_basebackup and streams
+// it through zstd into part objects, each with its sha256; nothing is written
+// to local disk. WAL is not included (-X none): pg_basebackup waits until the
+// WAL the backup needs is archived, so the server must archive to the same
+// store (archive_mode with `homeostat backup wal-push`). The manifest is
+// written last; when anything fails, no manifest means no backup.
+func Push(ctx context.Context, s Store, opts PushOptions) (*Manifest, error) {
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	if opts.PartSize <= 0 {
+		opts.PartSize = DefaultPartSize
+	}
+	m := &Manifest{ID: time.Now().UTC().Format("20060102T150405.000Z"), Compression: "zstd", StartTime: time.Now().UTC()}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	bin, err := pgbin.Path("pg_basebackup")
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-D", "-", "-Ft", "-X", "none", "--checkpoint=fast", "-w"}
+	if opts.Host != "" {
+		args = append(args, "-h", opts.Host)
+	}
+	if opts.Port != 0 {
+		args = append(args, "-p", strconv.Itoa(opts.Port))
+	}
+	if opts.User != "" {
+		args = append(args, "-U", opts.User)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 64 << 10}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	log.Info("base backup starting", "backup", m.ID, "host", opts.Host, "port", opts.Port)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start pg_basebackup: %w", err)
+	}
+
+	parts := newPartUploader(ctx, s, backupPrefix(m.ID), opts.PartSize)
+	enc, err := zstd.NewWriter(parts, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	if err != nil {
+		return nil, err
+	}
+	scanR, scanW := io.Pipe()
+	var info tarInfo
+	scanDone := make(chan struct{})
+	go func() { defer close(scanDone); info = scanTar(scanR) }()
+
+	size, copyErr := io.Copy(io.MultiWriter(enc, scanW), stdout)
+	_ = scanW.Close()
+	<-scanDone
+	if copyErr != nil {
+		cancel()
+	}
+	waitErr := cmd.Wait()
+	if copyErr == nil {
+		copyErr = enc.Close()
+	}
+	partsErr := parts.close()
+	switch {
+	case waitErr != nil:
+		return nil, fmt.Errorf("pg_basebackup: %w: %s", waitErr, strings.TrimSpace(stderr.String()))
+	case copyErr != nil:
+		return nil, fmt.Errorf("backup %s: compress and upload: %w", m.ID, errors.Join(copyErr, partsErr))
+	case partsErr != nil:
+		return nil, fmt.Errorf("backup %s: upload: %w", m.ID, partsErr)
+	case strings.Contains(stderr.String(), "WAL archiving is not enabled"):
+		return nil, fmt.Errorf("backup %s: the server does not archive WAL (archive_mode is off), so this backup could never be restored; turn on archiving to this store", m.ID)
+	case info.err != nil:
+		return nil, fmt.Errorf("backup %s: read the tar stream: %w", m.ID, info.err)
+	}
+	m.StopTime = time.Now().UTC()
+	m.Size = size
+	m.Parts, m.CompressedSize = parts.parts, parts.total
+	m.StartLSN, m.StopLSN, m.Timeline = info.startLSN, info.stopLSN, info.timeline
+	m.StartWAL, m.PGVersion = info.startWAL, info.pgVersion
+	if err := writeManifest(ctx, s, m); err != nil {
+		return nil, fmt.Errorf("backup %s: write manifest: %w", m.ID, err)
+	}
+	log.Info("base backup complete", "backup", m.ID, "size", m.Size, "compressed", m.CompressedSize,
+		"parts", len(m.Parts), "startLSN", m.StartLSN, "stopLSN", m.StopLSN, "seconds", m.StopTime.Sub(m.StartTime).Seconds())
+	return m, nil
+}
+
+// limitedBuffer keeps the first max bytes of a child's stderr.
+type limitedBuffer struct {
+	buf *bytes.Buffer
+	max int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.max - l.buf.Len(); room > 0 {
+		if len(p) > room {
+			l.buf.Write(p[:room])
+		} else {
+			l.buf.Write(p)
+		}
+	}
+	return len(p), nil
+}
+
+// partUploader cuts the compressed stream into parts and uploads each while
+// the next one fills: at most two parts are in memory.
+type partUploader struct {
+	ctx      context.Context
+	store    Store
+	prefix   string
+	size     int64
+	buf      []byte
+	queue    chan []byte
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	err      error
+	parts    []Part
+	total    int64
+	sequence int
+}
+
+func newPartUploader(ctx context.Context, s Store, prefix string, size int64) *partUploader {
+	p := &partUploader{ctx: ctx, store: s, prefix: prefix, size: size, queue: make(chan []byte, 1)}
+	p.wg.Add(1)
+	go p.run()
+	return p
+}
+
+func (p *partUploader) Write(b []byte) (int, error) {
+	if err := p.failed(); err != nil {
+		return 0, err
+	}
+	n := len(b)
+	for len(b) > 0 {
+		if p.buf == nil {
+			p.buf = make([]byte, 0, p.size)
+		}
+		room := int(p.size) - len(p.buf)
+		if room > len(b) {
+			room = len(b)
+		}
+		p.buf = append(p.buf, b[:room]...)
+		b = b[room:]
+		if int64(len(p.buf)) == p.size {
+			p.queue <- p.buf
+			p.buf = nil
+		}
+	}
+	return n, nil
+}
+
+func (p *partUploader) failed() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+func (p *partUploader) run() {
+	defer p.wg.Done()
+	for data := range p.queue {
+		if p.failed() != nil {
+			continue
+		}
+		sum := sha256.Sum256(data)
+		key := fmt.Sprintf("%spart-%05d.tar.zst", p.prefix, p.sequence)
+		p.sequence++
+		err := p.store.Put(p.ctx, key, bytes.NewReader(data), int64(len(data)), nil)
+		p.mu.Lock()
+		if err != nil {
+			p.err = err
+		} else {
+			p.parts = append(p.parts, Part{Key: key, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
+			p.total += int64(len(data))
+		}
+		p.mu.Unlock()
+	}
+}
+
+// close uploads the last, short part and waits for all uploads.
+func (p *partUploader) close() error {
+	if len(p.buf) > 0 && p.failed() == nil {
+		p.queue <- p.buf
+		p.buf = nil
+	}
+	close(p.queue)
+	p.wg.Wait()
+	return p.err
+}
+
+// tarInfo is what the manifest needs from inside the tar stream.
+type tarInfo struct {
+	startLSN, stopLSN, startWAL, pgVersion string
+	timeline                               int
+	err                                    error
+}
+
+var labelStart = regexp.MustCompile(`START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+) \(file ([0-9A-F]{24})\)`)
+var labelTimeline = regexp.MustCompile(`START TIMELINE: (\d+)`)
+
+// scanTar reads backup_label, PG_VERSION and backup_manifest (which
+// pg_basebackup appends to a tar written to stdout) and always drains r, so
+// that the copy feeding it never blocks.
+func scanTar(r io.Reader) (info tarInfo) {
+	defer func() { _, _ = io.Copy(io.Discard, r) }()
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			info.err = err
+			return info
+		}
+		switch h.Name {
+		case "backup_label":
+			b, _ := readAllLimit(tr, 1<<20)
+			if m := labelStart.FindSubmatch(b); m != nil {
+				info.startLSN, info.startWAL = string(m[1]), string(m[2])
+			}
+			if m := labelTimeline.FindSubmatch(b); m != nil {
+				info.timeline, _ = strconv.Atoi(string(m[1]))
+			}
+		case "PG_VERSION":
+			b, _ := readAllLimit(tr, 64)
+			info.pgVersion = strings.TrimSpace(string(b))
+		case "backup_manifest":
+			var bm struct {
+				WALRanges []struct {
+					Timeline int    `json:"Timeline"`
+					StartLSN string `json:"Start-LSN"`
+					EndLSN   string `json:"End-LSN"`
+				} `json:"WAL-Ranges"`
+			}
+			if err := json.NewDecoder(tr).Decode(&bm); err != nil {
+				info.err = fmt.Errorf("backup_manifest: %w", err)
+				return info
+			}
+			if n := len(bm.WALRanges); n > 0 {
+				info.stopLSN = bm.WALRanges[n-1].EndLSN
+				info.timeline = bm.WALRanges[n-1].Timeline
+			}
+		}
+	}
+	if info.startLSN == "" || info.stopLSN == "" {
+		info.err = fmt.Errorf("no backup_label or backup_manifest in the stream from pg_basebackup")
+	}
+	return info
+}
