@@ -1,0 +1,224 @@
+package render
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// document is one YAML document of the tree: a manifest as a JSON-compatible
+// map, where it came from, and (for files read directly) the parsed node tree,
+// which knows the line of every field so that problems can point at it.
+type document struct {
+	src  Source
+	node *yaml.Node // the document's mapping node; nil when lines are unknown
+	obj  map[string]interface{}
+}
+
+// lineOf returns the line of the field at path (keys and [index] segments),
+// or of its nearest ancestor that exists, or of the document's start.
+func (d *document) lineOf(path fieldPath) int {
+	if d.node == nil {
+		return d.src.Line
+	}
+	n := d.node
+	line := n.Line
+	for _, seg := range path {
+		n = resolveAlias(n)
+		next, keyLine := child(n, seg)
+		if next == nil {
+			break
+		}
+		line = keyLine
+		n = next
+	}
+	return line
+}
+
+// child finds a mapping value (with its key's line) or a sequence element.
+func child(n *yaml.Node, seg pathSegment) (*yaml.Node, int) {
+	switch {
+	case n.Kind == yaml.MappingNode && !seg.isIndex:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == seg.key {
+				return n.Content[i+1], n.Content[i].Line
+			}
+		}
+	case n.Kind == yaml.SequenceNode && seg.isIndex:
+		if seg.index >= 0 && seg.index < len(n.Content) {
+			return n.Content[seg.index], n.Content[seg.index].Line
+		}
+	}
+	return nil, 0
+}
+
+// resolveAlias follows aliases, at most a few steps, so that a crafted
+// document cannot make line lookup loop.
+func resolveAlias(n *yaml.Node) *yaml.Node {
+	for i := 0; i < 8 && n != nil && n.Kind == yaml.AliasNode && n.Alias != nil; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+// problem is a Problem about this document, located at the field's line.
+func (d *document) problem(path fieldPath, format string, args ...interface{}) Problem {
+	return Problem{File: d.src.File, Line: d.lineOf(path), Field: path.String(), Message: fmt.Sprintf(format, args...)}
+}
+
+// parseDocuments splits a file into documents. A syntax error ends the file:
+// the YAML parser cannot resynchronise after one, so it is the only problem
+// reported for the file. Empty documents (only comments, or a stray ---) are
+// skipped; every other document must be a mapping.
+func parseDocuments(file string, data []byte, withLines bool) ([]document, []Problem) {
+	var docs []document
+	var problems []Problem
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var root yaml.Node
+		err := dec.Decode(&root)
+		if errors.Is(err, io.EOF) {
+			return docs, problems
+		}
+		if err != nil {
+			return docs, append(problems, yamlProblem(file, err))
+		}
+		if len(root.Content) == 0 {
+			continue
+		}
+		n := root.Content[0]
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			continue
+		}
+		line := n.Line
+		if n.Kind != yaml.MappingNode {
+			problems = append(problems, Problem{File: file, Line: line, Message: "a manifest must be a mapping with apiVersion, kind and metadata"})
+			continue
+		}
+		var raw interface{}
+		if err := n.Decode(&raw); err != nil {
+			problems = append(problems, yamlProblem(file, err))
+			continue
+		}
+		v, err := normalize(raw, 0)
+		if err != nil {
+			problems = append(problems, Problem{File: file, Line: line, Message: err.Error()})
+			continue
+		}
+		d := document{src: Source{File: file, Line: line}, obj: v.(map[string]interface{})}
+		if withLines {
+			d.node = n
+		} else {
+			d.src.Line = 0
+		}
+		docs = append(docs, d)
+	}
+}
+
+var yamlLine = regexp.MustCompile(`^line (\d+): `)
+
+// yamlProblem turns a parser error ("yaml: line 3: did not find expected key")
+// into a Problem on that line.
+func yamlProblem(file string, err error) Problem {
+	msg := err.Error()
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg = te.Errors[0]
+	}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	p := Problem{File: file}
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		p.Line, _ = strconv.Atoi(m[1])
+		msg = msg[len(m[0]):]
+	}
+	p.Message = "invalid YAML: " + msg
+	return p
+}
+
+// maxDepth bounds nesting so that a hostile file cannot exhaust the stack.
+const maxDepth = 100
+
+// normalize converts what the YAML decoder produced into the JSON-compatible
+// types unstructured objects require: map[string]interface{}, []interface{},
+// string, int64, float64, bool and nil.
+func normalize(v interface{}, depth int) (interface{}, error) {
+	if depth > maxDepth {
+		return nil, fmt.Errorf("document nested deeper than %d levels", maxDepth)
+	}
+	switch t := v.(type) {
+	case nil, string, bool, int64:
+		return t, nil
+	case int:
+		return int64(t), nil
+	case uint64:
+		if t <= math.MaxInt64 {
+			return int64(t), nil
+		}
+		return float64(t), nil
+	case float64:
+		if math.IsNaN(t) || math.IsInf(t, 0) {
+			return nil, fmt.Errorf("number %v cannot be represented in JSON", t)
+		}
+		return t, nil
+	case []byte:
+		return string(t), nil
+	case []interface{}:
+		out := make([]interface{}, len(t))
+		for i, e := range t {
+			n, err := normalize(e, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = n
+		}
+		return out, nil
+	case map[string]interface{}:
+		for k, e := range t {
+			n, err := normalize(e, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			t[k] = n
+		}
+		return t, nil
+	case map[interface{}]interface{}:
+		out := make(map[string]interface{}, len(t))
+		for k, e := range t {
+			key, ok := scalarKey(k)
+			if !ok {
+				return nil, fmt.Errorf("mapping key %v is not a string", k)
+			}
+			n, err := normalize(e, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out[key] = n
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("value of type %T cannot be represented in JSON", v)
+	}
+}
+
+// scalarKey accepts the keys YAML allows and JSON can hold: numbers and
+// booleans are spelled as strings, as kubectl does.
+func scalarKey(k interface{}) (string, bool) {
+	switch t := k.(type) {
+	case string:
+		return t, true
+	case int, int64, uint64, bool:
+		return fmt.Sprint(t), true
+	case float64:
+		return strconv.FormatFloat(t, 'g', -1, 64), true
+	case nil:
+		return "null", true
+	}
+	return "", false
+}

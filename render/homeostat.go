@@ -1,0 +1,231 @@
+package render
+
+import (
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"regexp"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"homeostat.dev/homeostat/render/api/v1alpha1"
+)
+
+// renderHomeostat decodes, defaults and validates one of homeostat's own
+// kinds and renders it: the object itself, then its children.
+func renderHomeostat(d *document, id identity) ([]Object, []Problem) {
+	if id.version != v1alpha1.GroupVersion.Version {
+		return nil, []Problem{d.problem(field("apiVersion"), "unsupported version %q of %s; use %s", id.version, id.group, v1alpha1.GroupVersion)}
+	}
+	switch id.kind {
+	case "App":
+		var a v1alpha1.App
+		if ps := decodeStrict(d, &a); ps != nil {
+			return nil, ps
+		}
+		defaultApp(&a)
+		if ps := validateApp(d, &a); ps != nil {
+			return nil, ps
+		}
+		return withChildren(d, &a, appChildren(&a))
+	case "Postgres":
+		var pg v1alpha1.Postgres
+		if ps := decodeStrict(d, &pg); ps != nil {
+			return nil, ps
+		}
+		defaultPostgres(&pg)
+		if ps := validatePostgres(d, &pg); ps != nil {
+			return nil, ps
+		}
+		return withChildren(d, &pg, nil)
+	case "Pipeline":
+		var p v1alpha1.Pipeline
+		if ps := decodeStrict(d, &p); ps != nil {
+			return nil, ps
+		}
+		defaultPipeline(&p)
+		if ps := validatePipeline(d, &p); ps != nil {
+			return nil, ps
+		}
+		return withChildren(d, &p, nil)
+	case "Sync":
+		var s v1alpha1.Sync
+		if ps := decodeStrict(d, &s); ps != nil {
+			return nil, ps
+		}
+		defaultSync(&s)
+		if ps := validateSync(d, &s); ps != nil {
+			return nil, ps
+		}
+		return withChildren(d, &s, nil)
+	case "Backup":
+		var b v1alpha1.Backup
+		if ps := decodeStrict(d, &b); ps != nil {
+			return nil, ps
+		}
+		c := checker{d: d}
+		c.required(field("spec", "cluster", "name"), b.Spec.Cluster.Name)
+		if c.problems != nil {
+			return nil, c.problems
+		}
+		return withChildren(d, &b, nil)
+	case "Build", "Snapshot":
+		return nil, []Problem{d.problem(field("kind"), "%s is a record homeostat writes itself; it does not belong in a repository", id.kind)}
+	}
+	return nil, []Problem{d.problem(field("kind"), "unknown kind %q in %s (known: App, Postgres, Pipeline, Sync, Backup)", id.kind, v1alpha1.GroupVersion)}
+}
+
+// withChildren turns a decoded, defaulted object and its rendered children
+// into Objects. The object is re-encoded from its Go type, so what is
+// applied carries the defaults and nothing the type does not know.
+func withChildren(d *document, obj runtime.Object, children []map[string]interface{}) ([]Object, []Problem) {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, []Problem{d.problem(nil, "cannot encode: %v", err)}
+	}
+	delete(m, "status")
+	if md, ok := m["metadata"].(map[string]interface{}); ok && md["creationTimestamp"] == nil {
+		delete(md, "creationTimestamp")
+	}
+	top := &unstructured.Unstructured{Object: m}
+	out := []Object{{Object: top, Source: d.src}}
+	owner := &OwnerRef{APIVersion: top.GetAPIVersion(), Kind: top.GetKind(), Namespace: top.GetNamespace(), Name: top.GetName()}
+	for _, c := range children {
+		out = append(out, Object{Object: &unstructured.Unstructured{Object: c}, Source: d.src, Owner: owner})
+	}
+	return out, nil
+}
+
+// defaultPipeline applies the Pipeline CRD's defaults.
+func defaultPipeline(p *v1alpha1.Pipeline) {
+	s := &p.Spec
+	if len(s.Branches) == 0 {
+		s.Branches = []string{"main"}
+	}
+	if s.File == "" {
+		s.File = ".homeostat-ci.yaml"
+	}
+	if s.Interval == nil {
+		s.Interval = minute()
+	}
+	if s.Concurrency == 0 {
+		s.Concurrency = 1
+	}
+	if s.History == 0 {
+		s.History = 20
+	}
+	if s.Notify != nil && s.Notify.Webhook != nil && s.Notify.Webhook.Format == "" {
+		s.Notify.Webhook.Format = "slack"
+	}
+}
+
+// gitURL accepts the URL forms go-git can clone: https://, http://, ssh://,
+// git://, file:// and scp-like user@host:path.
+var gitURL = regexp.MustCompile(`^((https?|ssh|git|file)://\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+)$`)
+
+func (c *checker) gitURL(p fieldPath, u string) {
+	if c.required(p, u) && !gitURL.MatchString(u) {
+		c.add(p, "%q is not a git URL (https://, ssh://, file:// or user@host:path)", u)
+	}
+}
+
+// validatePipeline checks a Pipeline after defaulting.
+func validatePipeline(d *document, pl *v1alpha1.Pipeline) []Problem {
+	c := checker{d: d}
+	s := &pl.Spec
+	spec := field("spec")
+	// Builds and their pods are named "<pipeline>-<n>".
+	c.objectName(pl.Name, validation.IsDNS1123Label)
+	c.gitURL(spec.at("repo"), s.Repo)
+	for i, b := range s.Branches {
+		c.glob(spec.at("branches").index(i), b)
+	}
+	if s.SecretRef != nil {
+		c.required(spec.at("secretRef", "name"), s.SecretRef.Name)
+	}
+	if s.File == "" || strings.HasPrefix(s.File, "/") || strings.Contains("/"+s.File+"/", "/../") {
+		c.add(spec.at("file"), "%q must be a path inside the repository", s.File)
+	}
+	if s.Interval != nil && s.Interval.Duration <= 0 {
+		c.add(spec.at("interval"), "must be positive, got %s", s.Interval.Duration)
+	}
+	c.atLeast(spec.at("concurrency"), s.Concurrency, 1)
+	c.atLeast(spec.at("history"), s.History, 1)
+	if n := s.Notify; n != nil {
+		p := spec.at("notify")
+		if w := n.Webhook; w != nil {
+			c.required(p.at("webhook", "secretRef", "name"), w.SecretRef.Name)
+			c.oneOf(p.at("webhook", "format"), w.Format, "slack", "telegram", "json")
+		}
+		if cs := n.CommitStatus; cs != nil {
+			c.oneOf(p.at("commitStatus", "provider"), cs.Provider, "github", "gitea")
+			c.required(p.at("commitStatus", "secretRef", "name"), cs.SecretRef.Name)
+			if cs.URL != "" && !strings.HasPrefix(cs.URL, "https://") && !strings.HasPrefix(cs.URL, "http://") {
+				c.add(p.at("commitStatus", "url"), "%q must be an http:// or https:// URL", cs.URL)
+			}
+		}
+	}
+	return c.problems
+}
+
+func (c *checker) oneOf(p fieldPath, v string, allowed ...string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	c.add(p, "%q must be one of %s", v, strings.Join(allowed, ", "))
+}
+
+// defaultSync applies the Sync CRD's defaults.
+func defaultSync(s *v1alpha1.Sync) {
+	sp := &s.Spec
+	if sp.Path == "" {
+		sp.Path = "./"
+	}
+	if sp.Interval == nil {
+		sp.Interval = minute()
+	}
+	if sp.Timeout == nil {
+		sp.Timeout = minute()
+		sp.Timeout.Duration *= 5
+	}
+	if sp.Prune == nil {
+		prune := true
+		sp.Prune = &prune
+	}
+	if sp.Wait == nil {
+		wait := true
+		sp.Wait = &wait
+	}
+	if sp.History == 0 {
+		sp.History = 20
+	}
+}
+
+// validateSync checks a Sync after defaulting.
+func validateSync(d *document, s *v1alpha1.Sync) []Problem {
+	c := checker{d: d}
+	sp := &s.Spec
+	spec := field("spec")
+	c.gitURL(spec.at("url"), sp.URL)
+	if strings.HasPrefix(sp.Path, "/") || strings.Contains("/"+sp.Path+"/", "/../") {
+		c.add(spec.at("path"), "%q must be a path inside the repository", sp.Path)
+	}
+	if sp.Interval.Duration <= 0 {
+		c.add(spec.at("interval"), "must be positive, got %s", sp.Interval.Duration)
+	}
+	if sp.Timeout.Duration <= 0 {
+		c.add(spec.at("timeout"), "must be positive, got %s", sp.Timeout.Duration)
+	}
+	if sp.TargetNamespace != "" {
+		c.errs(spec.at("targetNamespace"), sp.TargetNamespace, validation.IsDNS1123Label(sp.TargetNamespace))
+	}
+	c.atLeast(spec.at("history"), sp.History, 1)
+	return c.problems
+}
+
+func minute() *metav1.Duration { return &metav1.Duration{Duration: time.Minute} }

@@ -1,0 +1,248 @@
+package render
+
+import (
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+
+	"homeostat.dev/homeostat/render/api/v1alpha1"
+)
+
+// Render reads every manifest of a repository tree and returns the objects it
+// describes, in a stable order: cluster-wide objects first (CRDs, Namespaces,
+// then other cluster-scoped kinds), then namespaced ones, each high-level
+// object immediately followed by its children. The same tree always renders
+// to the same objects in the same order.
+//
+// The tree is read as follows: dot-files and dot-folders (.git, CI files) are
+// ignored; *.yaml, *.yml and *.json files hold one or more manifests; a folder
+// with a kustomization.yaml is built with kustomize and its files are not read
+// again, and a kustomization that another one uses (a base) is built only as
+// part of that one; kinds of homeostat.dev are decoded strictly, defaulted,
+// validated and rendered to their children.
+//
+// Render reports every problem it finds. A tree with any problem is rejected
+// whole: the objects are then nil, so that a caller cannot apply half a
+// revision by mistake.
+func Render(fsys fs.FS) ([]Object, []Problem) {
+	t, problems := scanTree(fsys)
+	var docs []document
+	for _, f := range t.manifests {
+		if t.underKustomization(f) || t.consumed[f] {
+			continue
+		}
+		data, err := fs.ReadFile(fsys, f)
+		if err != nil {
+			problems = append(problems, Problem{File: f, Message: "cannot read: " + err.Error()})
+			continue
+		}
+		ds, ps := parseDocuments(f, data, true)
+		docs = append(docs, ds...)
+		problems = append(problems, ps...)
+	}
+	if len(t.kustomizations) > 0 {
+		ds, ps := buildKustomizations(fsys, t)
+		docs = append(docs, ds...)
+		problems = append(problems, ps...)
+	}
+
+	var units []unit
+	for i := range docs {
+		us, ps := renderDocument(&docs[i])
+		units = append(units, us...)
+		problems = append(problems, ps...)
+	}
+	scopes := clusterScopes(units)
+	problems = append(problems, duplicates(units, scopes)...)
+	if len(problems) > 0 {
+		sortProblems(problems)
+		return nil, problems
+	}
+	sortUnits(units, scopes)
+	var out []Object
+	for _, u := range units {
+		out = append(out, u.objects...)
+	}
+	return out, nil
+}
+
+// unit is a top-level object with its children, sorted as one.
+type unit struct {
+	id      identity
+	objects []Object
+}
+
+// renderDocument checks one manifest and renders it; a v1 List becomes one
+// unit per item.
+func renderDocument(d *document) ([]unit, []Problem) {
+	id, problems := checkManifest(d)
+	if id.group == "" && id.version == "v1" && id.kind == "List" && problems == nil {
+		return renderList(d)
+	}
+	if problems != nil {
+		return nil, problems
+	}
+	if id.group == v1alpha1.GroupVersion.Group {
+		objs, ps := renderHomeostat(d, id)
+		if ps != nil {
+			return nil, ps
+		}
+		return []unit{{id: id, objects: objs}}, nil
+	}
+	return []unit{{id: id, objects: []Object{plainObject(d)}}}, nil
+}
+
+// renderList expands a v1 List (what `kubectl get -o yaml` writes) into its
+// items, each located at its own line.
+func renderList(d *document) ([]unit, []Problem) {
+	items, ok := d.obj["items"].([]interface{})
+	if !ok {
+		if d.obj["items"] == nil {
+			return nil, nil
+		}
+		return nil, []Problem{d.problem(field("items"), "must be a list of manifests")}
+	}
+	var units []unit
+	var problems []Problem
+	for i, it := range items {
+		p := field("items").index(i)
+		m, ok := it.(map[string]interface{})
+		if !ok {
+			problems = append(problems, d.problem(p, "must be a manifest"))
+			continue
+		}
+		item := document{src: Source{File: d.src.File, Line: d.lineOf(p)}, obj: m}
+		if d.node != nil {
+			item.node = resolveAlias(d.node)
+			if n, _ := child(item.node, pathSegment{key: "items"}); n != nil {
+				if n, _ = child(resolveAlias(n), pathSegment{index: i, isIndex: true}); n != nil {
+					item.node = resolveAlias(n)
+				}
+			}
+		}
+		if id, _ := checkManifest(&item); id.group == "" && id.version == "v1" && id.kind == "List" {
+			problems = append(problems, item.problem(nil, "a List cannot contain another List"))
+			continue
+		}
+		us, ps := renderDocument(&item)
+		units = append(units, us...)
+		problems = append(problems, ps...)
+	}
+	return units, problems
+}
+
+// tree is what a walk of the repository found.
+type tree struct {
+	// manifests are the *.yaml, *.yml and *.json files outside dot-folders.
+	manifests []string
+	// files are all regular files but .git's, for kustomize, which may read
+	// dot-files (.env for a secretGenerator) and non-YAML files.
+	files []string
+	// kustomizations by folder ("." for the root).
+	kustomizations map[string]*kustomization
+	// consumed are manifests outside a kustomization folder that a
+	// kustomization reads (../shared/cm.yaml); they are not read twice.
+	consumed map[string]bool
+}
+
+func scanTree(fsys fs.FS) (*tree, []Problem) {
+	t := &tree{kustomizations: map[string]*kustomization{}, consumed: map[string]bool{}}
+	var problems []Problem
+	err := fs.WalkDir(fsys, ".", func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			problems = append(problems, Problem{File: p, Message: "cannot read: " + err.Error()})
+			if e != nil && e.IsDir() && p != "." {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		name := e.Name()
+		if e.IsDir() {
+			// Other dot-folders are walked for kustomize's sake (see files);
+			// .git holds only history.
+			if name == ".git" {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !e.Type().IsRegular() {
+			if isManifest(name) || isKustomization(name) {
+				problems = append(problems, Problem{File: p, Message: "not a regular file (symbolic links are not followed)"})
+			}
+			return nil
+		}
+		t.files = append(t.files, p)
+		if kustomizeOnly(p) {
+			return nil
+		}
+		switch {
+		case isKustomization(name):
+			dir := path.Dir(p)
+			if k, dup := t.kustomizations[dir]; dup {
+				problems = append(problems, Problem{File: p, Message: "a folder can have only one kustomization file; found " + k.file + " too"})
+				return nil
+			}
+			t.kustomizations[dir] = &kustomization{dir: dir, file: p}
+		case isManifest(name):
+			t.manifests = append(t.manifests, p)
+		}
+		return nil
+	})
+	if err != nil {
+		problems = append(problems, Problem{File: ".", Message: "cannot walk the tree: " + err.Error()})
+	}
+	return t, problems
+}
+
+// kustomizeOnly reports a path inside a dot-folder or a dot-file: never read
+// as manifests, but available to kustomize.
+func kustomizeOnly(p string) bool {
+	for _, part := range strings.Split(p, "/") {
+		if strings.HasPrefix(part, ".") && part != "." && part != ".." {
+			return true
+		}
+	}
+	return false
+}
+
+func isManifest(name string) bool {
+	switch path.Ext(name) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	return false
+}
+
+func isKustomization(name string) bool {
+	return name == "kustomization.yaml" || name == "kustomization.yml" || name == "Kustomization"
+}
+
+// underKustomization reports whether a file is inside a kustomization folder
+// (or one of its subfolders), and so read only by kustomize.
+func (t *tree) underKustomization(f string) bool {
+	for dir := path.Dir(f); ; dir = path.Dir(dir) {
+		if _, ok := t.kustomizations[dir]; ok {
+			return true
+		}
+		if dir == "." || dir == "/" {
+			return false
+		}
+	}
+}
+
+func sortProblems(ps []Problem) {
+	sort.SliceStable(ps, func(i, j int) bool {
+		a, b := ps[i], ps[j]
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		if a.Field != b.Field {
+			return a.Field < b.Field
+		}
+		return a.Message < b.Message
+	})
+}
