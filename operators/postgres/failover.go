@@ -1,0 +1,123 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"homeostat.dev/homeostat/render/api/v1alpha1"
+)
+
+// defaultFailoverDelay applies when spec.failoverDelay is unset.
+const defaultFailoverDelay = 30 * time.Second
+
+// failover watches the primary. While it answers, nothing happens (unless a
+// switchover was asked for: then it is stopped cleanly, which lets its WAL
+// senders hand every record to the replicas). Once it is lost for longer than
+// spec.failoverDelay, or at once for a switchover, the old primary is fenced
+// (its pod deleted), the replica that received the most WAL is promoted, the
+// pods are relabelled so the Services follow, and the old primary's volume
+// is removed so ScaleReplicas clones a fresh replica in its place.
+func (r *PostgresReconciler) failover(ctx context.Context, c *cluster) error {
+	primary := c.pg.Status.Primary
+	if primary == "" {
+		return nil
+	}
+	target, switchover := c.pg.Annotations[AnnotationSwitchover]
+	pod, o := c.pods[primary], c.obs[primary]
+	healthy := pod != nil && podReady(pod) && o.Reachable && !o.InRecovery
+	if healthy && !switchover {
+		setCondition(c.pg, ConditionPrimaryAvailable, metav1.ConditionTrue, "PrimaryReady", primary+" accepts connections")
+		return nil
+	}
+	best := r.chooseTarget(c, target)
+	if best == "" {
+		if !healthy {
+			setCondition(c.pg, ConditionPrimaryAvailable, metav1.ConditionFalse, "PrimaryUnreachable", primary+" does not answer and no replica is ready to take over")
+		}
+		// Nothing to promote: EnsurePods restores the primary's own pod.
+		return nil
+	}
+	if healthy {
+		setCondition(c.pg, ConditionPrimaryAvailable, metav1.ConditionFalse, "Switchover", "stopping "+primary+" to promote "+best)
+		if err := r.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("stop primary %s: %w", primary, err)
+		}
+		return c.wait(PhaseSwitchingOver, "stopping primary %s to promote %s", primary, best)
+	}
+	setCondition(c.pg, ConditionPrimaryAvailable, metav1.ConditionFalse, "PrimaryUnreachable", primary+" does not answer")
+	if !switchover {
+		since := meta.FindStatusCondition(c.pg.Status.Conditions, ConditionPrimaryAvailable).LastTransitionTime.Time
+		if left := since.Add(failoverDelay(c.pg)).Sub(r.now()); left > 0 {
+			c.requeue = min(c.requeue, left+100*time.Millisecond)
+			return c.wait(PhaseFailingOver, "primary %s unreachable; failover to %s in %s", primary, best, left.Round(time.Second))
+		}
+	}
+	if pod != nil && !podFailed(pod) {
+		// Fence first: the old primary must be gone before another takes
+		// writes.
+		if err := r.Delete(ctx, pod, client.GracePeriodSeconds(0)); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("fence primary %s: %w", primary, err)
+		}
+		return c.wait(PhaseFailingOver, "fencing primary %s", primary)
+	}
+	return r.promote(ctx, c, primary, best, switchover)
+}
+
+// promote makes best the primary and retires the old one.
+func (r *PostgresReconciler) promote(ctx context.Context, c *cluster, old, best string, switchover bool) error {
+	addr, err := r.resolver()(ctx, c.pg.Namespace, best)
+	if err != nil {
+		return err
+	}
+	if err := promote(ctx, addr, c.password); err != nil {
+		return err
+	}
+	c.pg.Status.Primary = best
+	if err := r.setRole(ctx, c.pods[best], RolePrimary); err != nil {
+		return err
+	}
+	reason := "FailedOver"
+	if switchover {
+		reason = "SwitchedOver"
+		patch := []byte(`{"metadata":{"annotations":{"` + AnnotationSwitchover + `":null}}}`)
+		ref := &v1alpha1.Postgres{ObjectMeta: metav1.ObjectMeta{Name: c.pg.Name, Namespace: c.pg.Namespace}}
+		if err := r.Patch(ctx, ref, client.RawPatch(types.MergePatchType, patch)); err != nil {
+			return fmt.Errorf("clear switchover request: %w", err)
+		}
+	}
+	setCondition(c.pg, ConditionPrimaryAvailable, metav1.ConditionTrue, reason, best+" promoted")
+	r.event(c.pg, reason, "promoted %s in place of %s", best, old)
+	_ = r.removeInstance(ctx, c, old, PhaseFailingOver)
+	c.requeue = time.Second
+	return c.wait(PhaseFailingOver, "promoted %s in place of %s", best, old)
+}
+
+// chooseTarget is the replica to promote: the requested one if it is ready,
+// else the most advanced ready replica.
+func (r *PostgresReconciler) chooseTarget(c *cluster, requested string) string {
+	var cands []Candidate
+	for _, name := range readyPVCs(c) {
+		o, pod := c.obs[name], c.pods[name]
+		if name == c.pg.Status.Primary || pod == nil || !podReady(pod) || !o.Reachable || !o.InRecovery {
+			continue
+		}
+		if name == requested {
+			return name
+		}
+		cands = append(cands, Candidate{Name: name, Ready: true, Received: o.Received, Timeline: o.Timeline})
+	}
+	return ChoosePromotion(cands)
+}
+
+func failoverDelay(pg *v1alpha1.Postgres) time.Duration {
+	if pg.Spec.FailoverDelay != nil {
+		return pg.Spec.FailoverDelay.Duration
+	}
+	return defaultFailoverDelay
+}

@@ -1,0 +1,71 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"homeostat.dev/homeostat/render/api/v1alpha1"
+)
+
+// finalize applies the deletion policy: pods, Jobs and Services go; volume
+// claims and credential Secrets stay (so a Postgres re-created with the same
+// name finds its data and passwords) unless spec.deletionPolicy is Delete.
+func (r *PostgresReconciler) finalize(ctx context.Context, pg *v1alpha1.Postgres) error {
+	if !controllerutil.ContainsFinalizer(pg, FinalizerName) {
+		return nil
+	}
+	ns, sel := client.InNamespace(pg.Namespace), client.MatchingLabels{LabelCluster: pg.Name}
+	bg := client.PropagationPolicy(metav1.DeletePropagationBackground)
+	kinds := []client.Object{&corev1.Pod{}, &batchv1.Job{}, &corev1.Service{}}
+	if pg.Spec.DeletionPolicy == "Delete" {
+		kinds = append(kinds, &corev1.PersistentVolumeClaim{}, &corev1.Secret{})
+	}
+	for _, k := range kinds {
+		if err := r.DeleteAllOf(ctx, k, ns, sel, bg); err != nil {
+			return fmt.Errorf("delete %T of %s: %w", k, pg.Name, err)
+		}
+	}
+	controllerutil.RemoveFinalizer(pg, FinalizerName)
+	if err := r.Update(ctx, pg); err != nil {
+		return fmt.Errorf("remove finalizer: %w", err)
+	}
+	r.event(pg, "Deleted", "deletion policy %s applied", nonEmpty(pg.Spec.DeletionPolicy, "Retain"))
+	return nil
+}
+
+// SetupWithManager watches Postgres objects and what the controller creates
+// for them: a pod turning ready or failing, a Job ending, a Backup
+// completing each wake the cluster up.
+func (r *PostgresReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Scheme == nil {
+		r.Scheme = mgr.GetScheme()
+	}
+	byCluster := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []ctrl.Request {
+		name := o.GetLabels()[LabelCluster]
+		if b, ok := o.(*v1alpha1.Backup); ok {
+			name = b.Spec.Cluster.Name
+		}
+		if name == "" {
+			return nil
+		}
+		return []ctrl.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("postgres").
+		For(&v1alpha1.Postgres{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Watches(&corev1.Pod{}, byCluster).
+		Watches(&batchv1.Job{}, byCluster).
+		Watches(&corev1.PersistentVolumeClaim{}, byCluster).
+		Watches(&v1alpha1.Backup{}, byCluster).
+		Complete(r)
+}

@@ -1,0 +1,152 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/lib/pq"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Resolver maps the name of an instance's pod or of a Service in a namespace
+// to the host:port where its PostgreSQL answers. Production uses
+// KubeResolver; the test harness maps names to its loopback ports.
+type Resolver func(ctx context.Context, namespace, name string) (string, error)
+
+// KubeResolver resolves a Service to its cluster DNS name and a pod to its
+// IP, both on PostgreSQL's port: what a controller running in the cluster
+// can reach.
+func KubeResolver(c client.Reader) Resolver {
+	return func(ctx context.Context, ns, name string) (string, error) {
+		var svc corev1.Service
+		err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &svc)
+		if err == nil {
+			return net.JoinHostPort(fmt.Sprintf("%s.%s.svc", name, ns), strconv.Itoa(postgresPort)), nil
+		}
+		if !apierrors.IsNotFound(err) {
+			return "", fmt.Errorf("resolve service %s/%s: %w", ns, name, err)
+		}
+		var pod corev1.Pod
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &pod); err != nil {
+			return "", fmt.Errorf("resolve pod %s/%s: %w", ns, name, err)
+		}
+		if pod.Status.PodIP == "" {
+			return "", fmt.Errorf("resolve pod %s/%s: no IP yet", ns, name)
+		}
+		return net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(postgresPort)), nil
+	}
+}
+
+// Observation is what one instance said about itself.
+type Observation struct {
+	Reachable  bool
+	InRecovery bool
+	Timeline   int64
+	// Current is the last WAL location written (primary) or replayed (replica).
+	Current LSN
+	// Received is how far a replica has received WAL.
+	Received LSN
+	// SyncStandbyNames is the running synchronous_standby_names.
+	SyncStandbyNames string
+	Err              error
+}
+
+// pgConn opens a connection as the superuser to the instance at addr.
+func pgConn(addr, password string) (*sql.DB, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("instance address %q: %w", addr, err)
+	}
+	dsn := fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=postgres sslmode=disable connect_timeout=5 application_name=homeostat-operator",
+		host, port, superuserName, quoteConnValue(password))
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	return db, nil
+}
+
+func quoteConnValue(s string) string {
+	out := []byte{'\''}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' || s[i] == '\\' {
+			out = append(out, '\\')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '\''))
+}
+
+// observeInstance asks one instance for its role, timeline and WAL positions.
+func observeInstance(ctx context.Context, addr, password string) Observation {
+	ctx, cancel := context.WithTimeout(ctx, 8*time.Second)
+	defer cancel()
+	db, err := pgConn(addr, password)
+	if err != nil {
+		return Observation{Err: err}
+	}
+	defer db.Close()
+	var o Observation
+	if err := db.QueryRowContext(ctx, `SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names')`).Scan(&o.InRecovery, &o.SyncStandbyNames); err != nil {
+		return Observation{Err: fmt.Errorf("query %s: %w", addr, err)}
+	}
+	var cur, recv, tli string
+	if o.InRecovery {
+		err = db.QueryRowContext(ctx, `SELECT pg_last_wal_replay_lsn()::text,
+			COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text,
+			COALESCE((SELECT received_tli FROM pg_stat_wal_receiver)::text, '0')`).Scan(&cur, &recv, &tli)
+	} else {
+		err = db.QueryRowContext(ctx, `SELECT pg_current_wal_lsn()::text, pg_current_wal_lsn()::text,
+			('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int::text`).Scan(&cur, &recv, &tli)
+	}
+	if err != nil {
+		return Observation{Err: fmt.Errorf("query %s: %w", addr, err)}
+	}
+	o.Reachable = true
+	o.Current, _ = ParseLSN(cur)
+	o.Received, _ = ParseLSN(recv)
+	o.Timeline, _ = strconv.ParseInt(tli, 10, 64)
+	return o
+}
+
+// promote turns the replica at addr into a primary and waits for it.
+func promote(ctx context.Context, addr, password string) error {
+	db, err := pgConn(addr, password)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var ok bool
+	if err := db.QueryRowContext(ctx, `SELECT pg_promote(true, 60)`).Scan(&ok); err != nil {
+		return fmt.Errorf("promote %s: %w", addr, err)
+	}
+	if !ok {
+		return errors.New("promote " + addr + ": not promoted within 60s")
+	}
+	return nil
+}
+
+// setSyncStandbyNames writes synchronous_standby_names with ALTER SYSTEM and
+// reloads the configuration, so it survives restarts of the primary.
+func setSyncStandbyNames(ctx context.Context, addr, password, value string) error {
+	db, err := pgConn(addr, password)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `ALTER SYSTEM SET synchronous_standby_names = `+pq.QuoteLiteral(value)); err != nil {
+		return fmt.Errorf("set synchronous_standby_names on %s: %w", addr, err)
+	}
+	if _, err := db.ExecContext(ctx, `SELECT pg_reload_conf()`); err != nil {
+		return fmt.Errorf("reload configuration on %s: %w", addr, err)
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+package postgres
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// SynchronousStandbyNames is the synchronous_standby_names value for a
+// primary with the given replicas: "ANY n (r1, r2)", with n capped at the
+// number of replicas (so a one-instance cluster is not blocked forever), or
+// "" for asynchronous replication.
+func SynchronousStandbyNames(n int, replicas []string) string {
+	if n > len(replicas) {
+		n = len(replicas)
+	}
+	if n <= 0 {
+		return ""
+	}
+	names := append([]string(nil), replicas...)
+	sort.Strings(names)
+	quoted := make([]string, len(names))
+	for i, r := range names {
+		quoted[i] = `"` + r + `"`
+	}
+	return fmt.Sprintf("ANY %d (%s)", n, strings.Join(quoted, ", "))
+}
+
+// LSN is a PostgreSQL WAL location as a number, so locations compare.
+type LSN uint64
+
+// ParseLSN reads the "X/Y" text form PostgreSQL prints.
+func ParseLSN(s string) (LSN, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, fmt.Errorf("lsn %q: want X/Y", s)
+	}
+	h, err := strconv.ParseUint(hi, 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("lsn %q: %w", s, err)
+	}
+	l, err := strconv.ParseUint(lo, 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("lsn %q: %w", s, err)
+	}
+	return LSN(h<<32 | l), nil
+}
+
+// String prints the "X/Y" form.
+func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint64(l)&0xffffffff) }
+
+// Candidate is a replica that could be promoted, as observed.
+type Candidate struct {
+	Name string
+	// Ready is true when the replica answered.
+	Ready bool
+	// Received is how far it has received WAL: under synchronous
+	// replication, the replica that received most holds every acknowledged
+	// commit.
+	Received LSN
+	// Timeline the replica is on; a higher timeline wins over a higher LSN.
+	Timeline int64
+}
+
+// ChoosePromotion picks the replica to promote: the ready one that has
+// received the most WAL, ties broken by name so the choice is stable. It
+// returns "" when no replica is ready.
+func ChoosePromotion(cands []Candidate) string {
+	best := -1
+	for i, c := range cands {
+		if !c.Ready {
+			continue
+		}
+		if best < 0 || better(c, cands[best]) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return ""
+	}
+	return cands[best].Name
+}
+
+func better(a, b Candidate) bool {
+	if a.Timeline != b.Timeline {
+		return a.Timeline > b.Timeline
+	}
+	if a.Received != b.Received {
+		return a.Received > b.Received
+	}
+	return a.Name < b.Name
+}
