@@ -37,6 +37,9 @@ type PushOptions struct {
 	User string
 	// PartSize bounds each part object (DefaultPartSize when 0).
 	PartSize int64
+	// MaxRate limits how fast the server sends (pg_basebackup --max-rate,
+	// e.g. "50M"), sparing the primary's disks; empty means no limit.
+	MaxRate string
 	Log      *slog.Logger
 }
 
@@ -71,6 +74,9 @@ func Push(ctx context.Context, s Store, opts PushOptions) (*Manifest, error) {
 	}
 	if opts.User != "" {
 		args = append(args, "-U", opts.User)
+	}
+	if opts.MaxRate != "" {
+		args = append(args, "--max-rate", opts.MaxRate)
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var stderr bytes.Buffer

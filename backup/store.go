@@ -66,6 +66,9 @@ func Open(ctx context.Context, cfg Config) (*S3, error) {
 		Region:       cfg.Region,
 		BucketLookup: minio.BucketLookupPath,
 		Transport:    transport(),
+		// Few retries: archive_command should fail in seconds when the store is
+		// down (PostgreSQL retries it), not hang while WAL piles up.
+		MaxRetries: 3,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3 client for %s: %w", cfg, err)

@@ -114,7 +114,7 @@ func newBackupCommand() *cobra.Command {
 }
 
 func newBackupPushCommand(s3 *s3Flags) *cobra.Command {
-	var pgdata, host, user string
+	var pgdata, host, user, maxRate string
 	var port, keep int
 	var partSize int64
 	cmd := &cobra.Command{
@@ -141,7 +141,7 @@ func newBackupPushCommand(s3 *s3Flags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, err := backup.Push(cmd.Context(), store, backup.PushOptions{Host: host, Port: port, User: user, PartSize: partSize})
+			m, err := backup.Push(cmd.Context(), store, backup.PushOptions{Host: host, Port: port, User: user, PartSize: partSize, MaxRate: maxRate})
 			if err != nil {
 				return err
 			}
@@ -160,6 +160,7 @@ func newBackupPushCommand(s3 *s3Flags) *cobra.Command {
 	cmd.Flags().IntVar(&port, "port", 0, "port (default: from --pgdata)")
 	cmd.Flags().StringVar(&user, "user", "postgres", "role with REPLICATION to connect as; a password comes from PGPASSWORD or PGPASSFILE")
 	cmd.Flags().Int64Var(&partSize, "part-size", backup.DefaultPartSize, "compressed bytes per part object")
+	cmd.Flags().StringVar(&maxRate, "max-rate", "", "limit the transfer rate from the server (pg_basebackup --max-rate, e.g. 50M)")
 	cmd.Flags().IntVar(&keep, "keep", 0, "after a successful push, keep only the newest N backups (0: keep all)")
 	return cmd
 }

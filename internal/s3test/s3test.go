@@ -1,0 +1,154 @@
+// Package s3test starts a real S3 server for tests: the MinIO binary built by
+// `make tools` (bin/minio), on a free 127.0.0.1 port with a temporary data
+// directory. It can be stopped and started again on the same port and
+// directory, to test what happens while the store is unreachable.
+package s3test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"homeostat.dev/homeostat/backup"
+	"homeostat.dev/homeostat/internal/testenv"
+)
+
+// Server is a running MinIO.
+type Server struct {
+	// Endpoint is host:port (plain HTTP).
+	Endpoint string
+	// Dir holds MinIO's data.
+	Dir       string
+	AccessKey string
+	SecretKey string
+
+	cmd    *exec.Cmd
+	exited chan error
+	log    *os.File
+}
+
+// Start runs MinIO on a free loopback port with a fresh directory and waits
+// until its health endpoint answers.
+func Start() (*Server, error) {
+	if _, err := testenv.Binary("minio"); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "homeostat-minio-")
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Endpoint: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, AccessKey: "homeostat-test", SecretKey: "homeostat-test-secret"}
+	if err := s.Resume(); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Resume starts MinIO again on the same port and directory after Pause.
+func (s *Server) Resume() error {
+	if s.cmd != nil {
+		return fmt.Errorf("minio on %s is already running", s.Endpoint)
+	}
+	bin, err := testenv.Binary("minio")
+	if err != nil {
+		return err
+	}
+	logFile, err := os.OpenFile(filepath.Join(s.Dir, "minio.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, "server", "--quiet", "--address", s.Endpoint, "--console-address", "127.0.0.1:0", filepath.Join(s.Dir, "data"))
+	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+s.AccessKey, "MINIO_ROOT_PASSWORD="+s.SecretKey,
+		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CI_CD=1")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("start %s: %w", bin, err)
+	}
+	s.cmd, s.log, s.exited = cmd, logFile, make(chan error, 1)
+	go func() { s.exited <- cmd.Wait() }()
+	return s.waitHealthy(60 * time.Second)
+}
+
+func (s *Server) waitHealthy(timeout time.Duration) error {
+	url := "http://" + s.Endpoint + "/minio/health/live"
+	deadline := time.Now().Add(timeout)
+	client := &http.Client{Timeout: 2 * time.Second}
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-s.exited:
+			s.cmd = nil
+			b, _ := os.ReadFile(filepath.Join(s.Dir, "minio.log"))
+			return fmt.Errorf("minio on %s exited: %v: %s", s.Endpoint, err, b)
+		default:
+		}
+		if resp, err := client.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = s.Pause()
+	return fmt.Errorf("minio on %s not healthy within %s", s.Endpoint, timeout)
+}
+
+// Pause stops MinIO but keeps its port and data for Resume.
+func (s *Server) Pause() error {
+	if s.cmd == nil {
+		return nil
+	}
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+	s.cmd = nil
+	return s.log.Close()
+}
+
+// Stop stops MinIO and removes its directory.
+func (s *Server) Stop() error {
+	err := s.Pause()
+	if rerr := os.RemoveAll(s.Dir); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// Config is a store configuration for this server.
+func (s *Server) Config(bucket, prefix string) backup.Config {
+	return backup.Config{Endpoint: s.Endpoint, Bucket: bucket, Prefix: prefix, Insecure: true, AccessKey: s.AccessKey, SecretKey: s.SecretKey}
+}
+
+// Env is the credentials as environment entries, for child processes.
+func (s *Server) Env() []string {
+	return []string{backup.EnvAccessKey + "=" + s.AccessKey, backup.EnvSecretKey + "=" + s.SecretKey}
+}
+
+// Open connects a store on bucket/prefix (created when missing).
+func (s *Server) Open(ctx context.Context, bucket, prefix string) (*backup.S3, error) {
+	return backup.Open(ctx, s.Config(bucket, prefix))
+}
