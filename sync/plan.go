@@ -108,10 +108,16 @@ func (e *Engine) planOne(ctx context.Context, it *item) (Change, error) {
 	return c, nil
 }
 
-// Diff returns a unified diff between two versions of an object (either may
-// be nil), as YAML without the fields no human wants to read and with Secret
-// values masked.
+// Diff returns a unified diff between the live and the desired version of an
+// object (either may be nil), as YAML without the fields no human wants to
+// read and with Secret values masked.
 func Diff(before, after *unstructured.Unstructured) (string, error) {
+	return DiffNamed(before, after, "live", "git")
+}
+
+// DiffNamed is Diff with the names of the two sides (the diff's file names
+// are "<name>/<Kind/namespace/name>").
+func DiffNamed(before, after *unstructured.Unstructured, beforeName, afterName string) (string, error) {
 	before, after = clean(before), clean(after)
 	maskSecrets(before, after)
 	a, err := toYAML(before)
@@ -131,7 +137,7 @@ func Diff(before, after *unstructured.Unstructured) (string, error) {
 	}
 	return difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
 		A: difflib.SplitLines(a), B: difflib.SplitLines(b),
-		FromFile: "live/" + name, ToFile: "git/" + name, Context: 3,
+		FromFile: beforeName + "/" + name, ToFile: afterName + "/" + name, Context: 3,
 	})
 }
 

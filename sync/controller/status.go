@@ -1,0 +1,59 @@
+package controller
+
+import (
+	"fmt"
+
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"homeostat.dev/homeostat/render/api/v1alpha1"
+)
+
+// ApplyStatus records an Outcome in s.Status: revisions, inventory, last
+// snapshot and the Ready/Reconciling/Stalled conditions. It is the only
+// place a sync's result becomes status, for the controller and the CLI alike.
+func ApplyStatus(s *v1alpha1.Sync, o Outcome) {
+	st := &s.Status
+	st.ObservedGeneration = s.Generation
+	if o.Revision.Name != "" {
+		st.LastAttemptedRevision = o.Revision.Name
+	}
+	st.Inventory = o.Inventory.API()
+	if o.Snapshot != "" {
+		st.LastSnapshot = o.Snapshot
+	}
+	apimeta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionReconciling)
+	if o.Err == nil {
+		st.LastAppliedRevision = o.Revision.Name
+		apimeta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionStalled)
+		setCondition(s, v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonSucceeded,
+			fmt.Sprintf("Applied revision %s: %s", o.Revision.Name, o.Changes.Summary()))
+		return
+	}
+	setCondition(s, v1alpha1.ConditionReady, metav1.ConditionFalse, o.Reason, o.Err.Error())
+	if o.Reason == ReasonRenderFailed {
+		// A bad commit needs a human and a new commit: say so.
+		setCondition(s, v1alpha1.ConditionStalled, metav1.ConditionTrue, o.Reason, o.Err.Error())
+	} else {
+		apimeta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionStalled)
+	}
+}
+
+// SetSuspended records that syncing is suspended, keeping a RolledBack
+// reason (and its message) when a rollback suspended it.
+func SetSuspended(s *v1alpha1.Sync) {
+	s.Status.ObservedGeneration = s.Generation
+	if c := apimeta.FindStatusCondition(s.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Reason == ReasonRolledBack {
+		return
+	}
+	setCondition(s, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonSuspended, "Syncing is suspended (spec.suspend is true)")
+}
+
+func setCondition(s *v1alpha1.Sync, typ string, status metav1.ConditionStatus, reason, msg string) {
+	if len(msg) > 32000 {
+		msg = msg[:32000] + "..."
+	}
+	apimeta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: s.Generation,
+	})
+}
