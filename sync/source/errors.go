@@ -99,7 +99,7 @@ func classify(ctx context.Context, op string, ep endpoint, auth Auth, err error)
 	secrets := auth.secrets(ep)
 	ctxErr := ctx.Err()
 	host := ep.hostPort()
-	detail := err.Error()
+	detail := strings.TrimRight(err.Error(), ": ")
 	switch {
 	case anyIs(err, errHostKeyChanged):
 		return newError(op, ep, ErrHostKey, "ssh host key of "+host+" does not match known_hosts: refusing to connect "+
@@ -107,6 +107,9 @@ func classify(ctx context.Context, op string, ep endpoint, auth Auth, err error)
 	case anyIs(err, errHostUnknown):
 		return newError(op, ep, ErrHostKey, "ssh host "+host+" is not in known_hosts: refusing to connect "+
 			"(add its key, as `ssh-keyscan` prints it, to known_hosts in the secret)", secrets)
+	case strings.Contains(detail, "no common algorithm for host key"):
+		return newError(op, ep, ErrHostKey, "ssh host "+host+" offers none of the key types known_hosts has for it: refusing to connect "+
+			"(if the server's key really changed, update known_hosts in the secret)", secrets)
 	case anyIs(err, transport.ErrAuthenticationRequired), anyIs(err, transport.ErrAuthorizationFailed),
 		strings.Contains(detail, "unable to authenticate"):
 		return newError(op, ep, ErrAuth, "authentication to "+host+" failed: "+detail, secrets)

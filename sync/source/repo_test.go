@@ -6,30 +6,35 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-git/go-billy/v5/osfs"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
+	gitcache "github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
-// testRepo is a real git repository on disk that tests commit to; servers
-// and file:// URLs serve it as it is.
+// testRepo is a real git repository on disk that tests commit to. Its git
+// directory (dir) is laid out like a bare repository, so git servers and
+// file:// URLs serve it as it is; the working tree lives elsewhere.
 type testRepo struct {
 	t    testing.TB
-	dir  string
+	dir  string // the git directory
+	work string // the working tree
 	repo *git.Repository
 	tick int
 }
 
-// newTestRepo creates a repository with branch main at dir.
+// newTestRepo creates a repository with branch main whose git directory is dir.
 func newTestRepo(t testing.TB, dir string) *testRepo {
 	t.Helper()
-	repo, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{
-		InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")},
-	})
+	work := t.TempDir()
+	st := filesystem.NewStorage(osfs.New(dir), gitcache.NewObjectLRUDefault())
+	repo, err := git.InitWithOptions(st, osfs.New(work), git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")})
 	if err != nil {
 		t.Fatalf("init %s: %v", dir, err)
 	}
-	return &testRepo{t: t, dir: dir, repo: repo}
+	return &testRepo{t: t, dir: dir, work: work, repo: repo}
 }
 
 func (r *testRepo) url() string { return "file://" + r.dir }
@@ -43,7 +48,7 @@ func (r *testRepo) commit(msg string, files map[string]string) string {
 		r.t.Fatal(err)
 	}
 	for p, content := range files {
-		full := filepath.Join(r.dir, filepath.FromSlash(p))
+		full := filepath.Join(r.work, filepath.FromSlash(p))
 		if content == "" {
 			if _, err := wt.Remove(p); err != nil {
 				r.t.Fatalf("remove %s: %v", p, err)
