@@ -40,7 +40,7 @@ type PushOptions struct {
 	// MaxRate limits how fast the server sends (pg_basebackup --max-rate,
 	// e.g. "50M"), sparing the primary's disks; empty means no limit.
 	MaxRate string
-	Log      *slog.Logger
+	Log     *slog.Logger
 }
 
 // Push takes a base backup of a running server with pg_basebackup and streams

@@ -16,16 +16,19 @@ type RetentionPlan struct {
 }
 
 // PlanRetention decides, without touching the store, what keeping the newest
-// keep complete backups allows to delete. WAL older than the first segment of
-// the oldest kept backup goes (on its timeline and the ones before it); history
-// files always stay. With fewer than keep backups nothing is deleted.
+// keep complete backups allows to delete: older complete backups, incomplete
+// ones (interrupted uploads) older than the oldest kept backup, and WAL older
+// than the first segment of the oldest kept backup (on its timeline and the
+// ones before it), which no kept backup can use. History files always stay.
+// Without any complete backup nothing is deleted.
 func PlanRetention(backups []Manifest, incomplete []string, walNames []string, keep int) RetentionPlan {
 	var plan RetentionPlan
-	if keep < 1 || len(backups) <= keep {
+	if keep < 1 || len(backups) == 0 {
 		return plan
 	}
-	oldestKept := backups[len(backups)-keep]
-	for _, b := range backups[:len(backups)-keep] {
+	cut := max(len(backups)-keep, 0)
+	oldestKept := backups[cut]
+	for _, b := range backups[:cut] {
 		plan.Backups = append(plan.Backups, b.ID)
 	}
 	for _, id := range incomplete {
