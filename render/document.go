@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	yamlv2 "go.yaml.in/yaml/v2"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -20,6 +21,9 @@ type document struct {
 	src  Source
 	node *yaml.Node // the document's mapping node; nil when lines are unknown
 	obj  map[string]interface{}
+	// label names the object in problems when there are no lines to point
+	// at (objects built by kustomize all come from one kustomization file).
+	label string
 }
 
 // lineOf returns the line of the field at path (keys and [index] segments),
@@ -70,7 +74,11 @@ func resolveAlias(n *yaml.Node) *yaml.Node {
 
 // problem is a Problem about this document, located at the field's line.
 func (d *document) problem(path fieldPath, format string, args ...interface{}) Problem {
-	return Problem{File: d.src.File, Line: d.lineOf(path), Field: path.String(), Message: fmt.Sprintf(format, args...)}
+	msg := fmt.Sprintf(format, args...)
+	if d.label != "" {
+		msg += " (in " + d.label + ")"
+	}
+	return Problem{File: d.src.File, Line: d.lineOf(path), Field: path.String(), Message: msg}
 }
 
 // parseDocuments splits a file into documents. A syntax error ends the file:
@@ -88,7 +96,11 @@ func parseDocuments(file string, data []byte, withLines bool) ([]document, []Pro
 			return docs, problems
 		}
 		if err != nil {
-			return docs, append(problems, yamlProblem(file, err))
+			p := yamlProblem(file, err)
+			if line := syntaxErrorLine(data); line > 0 {
+				p.Line = line
+			}
+			return docs, append(problems, p)
 		}
 		if len(root.Content) == 0 {
 			continue
@@ -140,6 +152,37 @@ func yamlProblem(file string, err error) Problem {
 	}
 	p.Message = "invalid YAML: " + msg
 	return p
+}
+
+// syntaxErrorLine finds the line of a syntax error better than the parser's
+// message does: yaml.v3 names the line before the start of the enclosing
+// block, which may be far above the mistake. The v2 parser, a port of the same
+// libyaml, names the offending token's line, 0-based for parser errors ("did
+// not find expected ..."), 1-based for scanner errors.
+func syntaxErrorLine(data []byte) int {
+	dec := yamlv2.NewDecoder(bytes.NewReader(data))
+	for {
+		var v interface{}
+		err := dec.Decode(&v)
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			return 0
+		}
+		m := yamlLine.FindStringSubmatch(strings.TrimPrefix(err.Error(), "yaml: "))
+		if m == nil {
+			return 0
+		}
+		line, _ := strconv.Atoi(m[1])
+		if strings.Contains(err.Error(), "did not find expected") {
+			line++
+		}
+		if lines := bytes.Count(data, []byte("\n")) + 1; line > lines {
+			line = lines
+		}
+		return line
+	}
 }
 
 // maxDepth bounds nesting so that a hostile file cannot exhaust the stack.

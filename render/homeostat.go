@@ -26,8 +26,9 @@ func renderHomeostat(d *document, id identity) ([]Object, []Problem) {
 		if ps := decodeStrict(d, &a); ps != nil {
 			return nil, ps
 		}
+		zeros := explicitZeros(d, field("spec", "port"), field("spec", "autoscale", "min"), field("spec", "autoscale", "cpuPercent"))
 		defaultApp(&a)
-		if ps := validateApp(d, &a); ps != nil {
+		if ps := append(zeros, validateApp(d, &a)...); len(ps) > 0 {
 			return nil, ps
 		}
 		return withChildren(d, &a, appChildren(&a))
@@ -36,8 +37,9 @@ func renderHomeostat(d *document, id identity) ([]Object, []Problem) {
 		if ps := decodeStrict(d, &pg); ps != nil {
 			return nil, ps
 		}
+		zeros := explicitZeros(d, field("spec", "instances"), field("spec", "backup", "keep"))
 		defaultPostgres(&pg)
-		if ps := validatePostgres(d, &pg); ps != nil {
+		if ps := append(zeros, validatePostgres(d, &pg)...); len(ps) > 0 {
 			return nil, ps
 		}
 		return withChildren(d, &pg, nil)
@@ -46,8 +48,9 @@ func renderHomeostat(d *document, id identity) ([]Object, []Problem) {
 		if ps := decodeStrict(d, &p); ps != nil {
 			return nil, ps
 		}
+		zeros := explicitZeros(d, field("spec", "concurrency"), field("spec", "history"))
 		defaultPipeline(&p)
-		if ps := validatePipeline(d, &p); ps != nil {
+		if ps := append(zeros, validatePipeline(d, &p)...); len(ps) > 0 {
 			return nil, ps
 		}
 		return withChildren(d, &p, nil)
@@ -56,8 +59,9 @@ func renderHomeostat(d *document, id identity) ([]Object, []Problem) {
 		if ps := decodeStrict(d, &s); ps != nil {
 			return nil, ps
 		}
+		zeros := explicitZeros(d, field("spec", "history"))
 		defaultSync(&s)
-		if ps := validateSync(d, &s); ps != nil {
+		if ps := append(zeros, validateSync(d, &s)...); len(ps) > 0 {
 			return nil, ps
 		}
 		return withChildren(d, &s, nil)
@@ -76,6 +80,29 @@ func renderHomeostat(d *document, id identity) ([]Object, []Problem) {
 		return nil, []Problem{d.problem(field("kind"), "%s is a record homeostat writes itself; it does not belong in a repository", id.kind)}
 	}
 	return nil, []Problem{d.problem(field("kind"), "unknown kind %q in %s (known: App, Postgres, Pipeline, Sync, Backup)", id.kind, v1alpha1.GroupVersion)}
+}
+
+// explicitZeros reports numeric fields written as 0 whose valid range starts
+// at 1. The Go types cannot tell 0 from absent, so defaulting would quietly
+// replace them; the CRD defaults only absent fields and would reject 0.
+func explicitZeros(d *document, paths ...fieldPath) []Problem {
+	var problems []Problem
+	for _, p := range paths {
+		var v interface{} = d.obj
+		for _, seg := range p {
+			m, ok := v.(map[string]interface{})
+			if !ok {
+				v = nil
+				break
+			}
+			v = m[seg.key]
+		}
+		switch v {
+		case int64(0), float64(0):
+			problems = append(problems, d.problem(p, "must be at least 1, got 0"))
+		}
+	}
+	return problems
 }
 
 // withChildren turns a decoded, defaulted object and its rendered children

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +21,8 @@ type kustomization struct {
 	// refs are the kustomization folders it uses as resources, bases or
 	// components.
 	refs []string
+	// bad is set when its file or one of its references has a problem.
+	bad bool
 }
 
 // referenceFields hold folders or files that kustomize loads as resources;
@@ -44,23 +47,45 @@ func buildKustomizations(fsys fs.FS, t *tree) ([]document, []Problem) {
 	}
 	sort.Slice(roots, func(i, j int) bool { return roots[i].dir < roots[j].dir })
 	problems = append(problems, t.unreachable(roots)...)
-	if len(problems) > 0 {
-		// A kustomization with a bad reference would fail to build anyway,
-		// and building it might try to fetch the reference remotely.
-		return nil, problems
-	}
 
-	mem, ps := memoryCopy(fsys, t.files)
-	if ps != nil {
-		return nil, ps
-	}
+	var mem filesys.FileSystem
 	var docs []document
 	for _, k := range roots {
-		ds, ps := runKustomize(mem, k)
+		if t.broken(k.dir, map[string]bool{}) {
+			// Its problem is reported already; building it would only
+			// repeat it, or try to fetch a reference remotely.
+			continue
+		}
+		if mem == nil {
+			var ps []Problem
+			if mem, ps = memoryCopy(fsys, t.files); ps != nil {
+				return nil, append(problems, ps...)
+			}
+		}
+		ds, ps := runKustomize(mem, t.top, k)
 		docs = append(docs, ds...)
 		problems = append(problems, ps...)
 	}
 	return docs, problems
+}
+
+// broken reports whether a kustomization, or one it uses, has a bad
+// reference or kustomization file.
+func (t *tree) broken(dir string, seen map[string]bool) bool {
+	k := t.kustomizations[dir]
+	if k.bad {
+		return true
+	}
+	if seen[dir] {
+		return false
+	}
+	seen[dir] = true
+	for _, r := range k.refs {
+		if t.broken(r, seen) {
+			return true
+		}
+	}
+	return false
 }
 
 // linkKustomizations reads each kustomization file for the folders it
@@ -86,13 +111,16 @@ func (t *tree) linkKustomizations(fsys fs.FS) []Problem {
 		data, err := fs.ReadFile(fsys, k.file)
 		if err != nil {
 			problems = append(problems, Problem{File: k.file, Message: "cannot read: " + err.Error()})
+			k.bad = true
 			continue
 		}
 		var spec map[string]interface{}
 		if err := yaml.Unmarshal(data, &spec); err != nil {
 			problems = append(problems, yamlProblem(k.file, err))
+			k.bad = true
 			continue
 		}
+		before := len(problems)
 		d := &document{src: Source{File: k.file}}
 		for _, refField := range referenceFields {
 			entries, _ := spec[refField].([]interface{})
@@ -103,6 +131,8 @@ func (t *tree) linkKustomizations(fsys fs.FS) []Problem {
 				}
 				target, inside := resolve(dir, ref)
 				switch {
+				case strings.Contains(ref, "://"):
+					problems = append(problems, d.problem(field(refField).index(i), "%q: remote resources are not supported; render reads only the repository", ref))
 				case !inside:
 					problems = append(problems, d.problem(field(refField).index(i), "%q is outside the repository", ref))
 				case isFile[target]:
@@ -116,6 +146,9 @@ func (t *tree) linkKustomizations(fsys fs.FS) []Problem {
 						"%q is not in the repository (render reads only the repository, never remote resources)", ref))
 				}
 			}
+		}
+		if len(problems) > before {
+			k.bad = true
 		}
 		// Patches, generator files and the like outside the folder.
 		eachString(spec, 0, func(s string) {
@@ -205,7 +238,7 @@ var kustomizeMu sync.Mutex
 // runKustomize builds one root kustomization. Plugins, helm and exec
 // functions stay disabled, and load restrictions are off because the file
 // system holds only the tree.
-func runKustomize(mem filesys.FileSystem, k *kustomization) (docs []document, problems []Problem) {
+func runKustomize(mem filesys.FileSystem, top map[string]bool, k *kustomization) (docs []document, problems []Problem) {
 	kustomizeMu.Lock()
 	defer kustomizeMu.Unlock()
 	defer func() {
@@ -223,7 +256,7 @@ func runKustomize(mem filesys.FileSystem, k *kustomization) (docs []document, pr
 	}
 	resources, err := krusty.MakeKustomizer(opts).Run(mem, root)
 	if err != nil {
-		return nil, []Problem{{File: k.file, Message: "kustomize: " + strings.ReplaceAll(err.Error(), "'/", "'")}}
+		return nil, []Problem{{File: k.file, Message: "kustomize: " + treePaths(err.Error(), top)}}
 	}
 	for _, r := range resources.Resources() {
 		m, err := r.Map()
@@ -236,7 +269,36 @@ func runKustomize(mem filesys.FileSystem, k *kustomization) (docs []document, pr
 			problems = append(problems, Problem{File: k.file, Message: "kustomize output: " + err.Error()})
 			continue
 		}
-		docs = append(docs, document{src: Source{File: k.file}, obj: v.(map[string]interface{})})
+		obj := v.(map[string]interface{})
+		docs = append(docs, document{src: Source{File: k.file}, obj: obj, label: describeObject(obj)})
 	}
 	return docs, problems
+}
+
+var absPath = regexp.MustCompile(`(^|[\s'"(=\[])/([^/\s'":]+)`)
+
+// treePaths rewrites the in-memory file system's absolute paths ("/base")
+// in a kustomize error to paths relative to the tree ("base"). Only paths
+// that start with a top-level name of the tree are rewritten, so a JSON
+// patch path such as /data/key stays as it is.
+func treePaths(msg string, top map[string]bool) string {
+	return absPath.ReplaceAllStringFunc(strings.TrimSpace(msg), func(m string) string {
+		i := strings.Index(m, "/")
+		if top[m[i+1:]] {
+			return m[:i] + m[i+1:]
+		}
+		return m
+	})
+}
+
+// describeObject names a manifest built by kustomize, whose problems cannot
+// point at a line, as "App web/shop".
+func describeObject(obj map[string]interface{}) string {
+	kind, _ := obj["kind"].(string)
+	md, _ := obj["metadata"].(map[string]interface{})
+	name, _ := md["name"].(string)
+	if ns, _ := md["namespace"].(string); ns != "" {
+		name = ns + "/" + name
+	}
+	return strings.TrimSpace(kind + " " + name)
 }

@@ -76,10 +76,10 @@ type unit struct {
 // renderDocument checks one manifest and renders it; a v1 List becomes one
 // unit per item.
 func renderDocument(d *document) ([]unit, []Problem) {
-	id, problems := checkManifest(d)
-	if id.group == "" && id.version == "v1" && id.kind == "List" && problems == nil {
+	if isList(d.obj) {
 		return renderList(d)
 	}
+	id, problems := checkManifest(d)
 	if problems != nil {
 		return nil, problems
 	}
@@ -91,6 +91,11 @@ func renderDocument(d *document) ([]unit, []Problem) {
 		return []unit{{id: id, objects: objs}}, nil
 	}
 	return []unit{{id: id, objects: []Object{plainObject(d)}}}, nil
+}
+
+// isList recognises a v1 List, which has items instead of a name.
+func isList(obj map[string]interface{}) bool {
+	return obj["apiVersion"] == "v1" && obj["kind"] == "List"
 }
 
 // renderList expands a v1 List (what `kubectl get -o yaml` writes) into its
@@ -121,7 +126,7 @@ func renderList(d *document) ([]unit, []Problem) {
 				}
 			}
 		}
-		if id, _ := checkManifest(&item); id.group == "" && id.version == "v1" && id.kind == "List" {
+		if isList(m) {
 			problems = append(problems, item.problem(nil, "a List cannot contain another List"))
 			continue
 		}
@@ -139,6 +144,9 @@ type tree struct {
 	// files are all regular files but .git's, for kustomize, which may read
 	// dot-files (.env for a secretGenerator) and non-YAML files.
 	files []string
+	// top are the names at the top of the tree, to recognise its paths in
+	// kustomize's messages.
+	top map[string]bool
 	// kustomizations by folder ("." for the root).
 	kustomizations map[string]*kustomization
 	// consumed are manifests outside a kustomization folder that a
@@ -147,7 +155,7 @@ type tree struct {
 }
 
 func scanTree(fsys fs.FS) (*tree, []Problem) {
-	t := &tree{kustomizations: map[string]*kustomization{}, consumed: map[string]bool{}}
+	t := &tree{kustomizations: map[string]*kustomization{}, consumed: map[string]bool{}, top: map[string]bool{}}
 	var problems []Problem
 	err := fs.WalkDir(fsys, ".", func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
@@ -173,6 +181,8 @@ func scanTree(fsys fs.FS) (*tree, []Problem) {
 			return nil
 		}
 		t.files = append(t.files, p)
+		top, _, _ := strings.Cut(p, "/")
+		t.top[top] = true
 		if kustomizeOnly(p) {
 			return nil
 		}
@@ -181,6 +191,7 @@ func scanTree(fsys fs.FS) (*tree, []Problem) {
 			dir := path.Dir(p)
 			if k, dup := t.kustomizations[dir]; dup {
 				problems = append(problems, Problem{File: p, Message: "a folder can have only one kustomization file; found " + k.file + " too"})
+				k.bad = true
 				return nil
 			}
 			t.kustomizations[dir] = &kustomization{dir: dir, file: p}
