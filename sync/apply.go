@@ -105,7 +105,8 @@ func (e *Engine) Apply(ctx context.Context, t Target, desired []render.Object, i
 	return cs, nil
 }
 
-// prepare copies the desired objects and labels them as the Sync's.
+// prepare copies the desired objects and labels them as the Sync's (a
+// Target without a name, as a diff without a Sync uses, adds no labels).
 func prepare(t Target, desired []render.Object) ([]*item, error) {
 	items := make([]*item, 0, len(desired))
 	for _, d := range desired {
@@ -113,14 +114,16 @@ func prepare(t Target, desired []render.Object) ([]*item, error) {
 			continue
 		}
 		u := d.Object.DeepCopy()
-		labels := u.GetLabels()
-		if labels == nil {
-			labels = map[string]string{}
+		if t.Name != "" {
+			labels := u.GetLabels()
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			for k, v := range t.labels() {
+				labels[k] = v
+			}
+			u.SetLabels(labels)
 		}
-		for k, v := range t.labels() {
-			labels[k] = v
-		}
-		u.SetLabels(labels)
 		items = append(items, &item{obj: u, src: d.Source, owner: d.Owner})
 	}
 	return items, nil

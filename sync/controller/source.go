@@ -16,8 +16,9 @@ import (
 // Syncs of one repository never step on each other.
 type GitSource struct {
 	Fetcher *source.Fetcher
-	// Client reads the credentials Secret.
-	Client client.Client
+	// Client reads the credentials Secret (an uncached reader, so the
+	// controller does not cache every Secret of the cluster).
+	Client client.Reader
 }
 
 var _ Source = GitSource{}
