@@ -44,6 +44,10 @@ test: tools build
 bench: tools build
 	go test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
+## demo: a local control plane, examples/ as a git repo, the controller, a sync, a commit, the next sync
+demo: tools build
+	go run ./hack/demo
+
 ## fuzz: the renderer's fuzz target, for a minute
 fuzz:
 	go test -run '^$$' -fuzz FuzzRender -fuzztime 60s ./render/
