@@ -95,12 +95,14 @@ func (r *PostgresReconciler) steps() []step {
 		{"EnsureSecrets", r.ensureSecrets},
 		{"EnsureServices", r.ensureServices},
 		{"Observe", r.observe},
+		// Backups are asked for on time even while the cluster settles;
+		// each Backup waits for a ready primary itself.
+		{"ScheduleBackups", r.scheduleBackups},
 		{"Bootstrap", r.bootstrap},
 		{"Failover", r.failover},
 		{"EnsurePods", r.ensurePods},
 		{"ScaleReplicas", r.scaleReplicas},
 		{"SyncReplication", r.syncReplication},
-		{"ScheduleBackups", r.scheduleBackups},
 	}
 }
 
