@@ -46,9 +46,9 @@ type BuildReconciler struct {
 	Pod       PodOptions
 	// HTTPClient sends notifications; a 30-second-timeout client when nil.
 	HTTPClient *http.Client
-	// NotifyGiveUp is how long a failing notification is retried after the
-	// build ended; ten minutes when zero.
-	NotifyGiveUp time.Duration
+	// RetryDelay is the pause before retrying a notification that failed in
+	// a way that may pass (a 5xx, a network error); two seconds when zero.
+	RetryDelay time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -132,7 +132,7 @@ func (r *BuildReconciler) start(ctx context.Context, b *v1alpha1.Build) (ctrl.Re
 	}
 	now := metav1.NewTime(r.now())
 	b.Status.Phase, b.Status.Pod, b.Status.StartedAt, b.Status.Message = v1alpha1.BuildRunning, pod.Name, &now, ""
-	if err := r.notifiers(ctx, p, true).Notify(ctx, buildEvent(b)); err != nil {
+	if err := r.deliver(ctx, r.notifiers(ctx, p, true), buildEvent(b)); err != nil {
 		log.FromContext(ctx).Info("pending commit status not sent", "build", b.Name, "error", err.Error())
 	}
 	return ctrl.Result{}, nil
@@ -280,21 +280,10 @@ func (r *BuildReconciler) finish(ctx context.Context, b *v1alpha1.Build) (ctrl.R
 	if b.Status.Notified {
 		return ctrl.Result{}, nil
 	}
-	p, err := r.pipeline(ctx, b)
-	if err == nil {
-		err = r.notifiers(ctx, p, false).Notify(ctx, buildEvent(b))
-	} else {
-		err = nil // no pipeline, nobody to tell
-	}
-	if err != nil {
-		giveUp := r.NotifyGiveUp
-		if giveUp == 0 {
-			giveUp = 10 * time.Minute
+	if p, err := r.pipeline(ctx, b); err == nil { // no pipeline, nobody to tell
+		if err := r.deliver(ctx, r.notifiers(ctx, p, false), buildEvent(b)); err != nil {
+			log.FromContext(ctx).Error(err, "notification not delivered", "build", b.Name)
 		}
-		if r.now().Sub(b.Status.CompletedAt.Time) < giveUp {
-			return ctrl.Result{}, fmt.Errorf("notify build %s: %w", b.Name, err)
-		}
-		log.FromContext(ctx).Error(err, "notification given up", "build", b.Name)
 	}
 	b.Status.Notified = true
 	return ctrl.Result{}, nil

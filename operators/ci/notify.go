@@ -2,8 +2,10 @@ package ci
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -77,7 +79,37 @@ func (f failing) Notify(context.Context, notify.Event) error { return f.err }
 
 func orError(n notify.Notifier, err error) notify.Notifier {
 	if err != nil {
-		return failing{err}
+		return failing{notify.Permanent(err)}
 	}
 	return n
+}
+
+// deliver sends e to each target, retrying (twice) a target whose failure
+// may pass. Each target is retried on its own, here, rather than by
+// requeueing the build, which would send again to the targets that already
+// had the message.
+func (r *BuildReconciler) deliver(ctx context.Context, targets notify.Multi, e notify.Event) error {
+	delay := r.RetryDelay
+	if delay <= 0 {
+		delay = 2 * time.Second
+	}
+	var errs []error
+	for _, n := range targets {
+		for attempt := 1; ; attempt++ {
+			err := n.Notify(ctx, e)
+			if err == nil {
+				break
+			}
+			if notify.IsPermanent(err) || attempt == 3 {
+				errs = append(errs, err)
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return errors.Join(append(errs, ctx.Err())...)
+			case <-time.After(delay * time.Duration(attempt)):
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fluxcd/pkg/gittestserver"
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -121,10 +122,13 @@ func namespace(t *testing.T) string {
 	return ns.Name
 }
 
-// gitRepo is a real repository on disk, served over file://.
+// gitRepo is a real repository on disk, served over file:// or, after
+// serveHTTP, by a git HTTP server on 127.0.0.1.
 type gitRepo struct {
-	t   *testing.T
-	dir string
+	t    *testing.T
+	dir  string
+	bare string // the served copy, which every commit is pushed to
+	url  string
 }
 
 func newRepo(t *testing.T) *gitRepo {
@@ -134,7 +138,29 @@ func newRepo(t *testing.T) *gitRepo {
 	return r
 }
 
-func (r *gitRepo) URL() string { return "file://" + r.dir }
+func (r *gitRepo) URL() string {
+	if r.url != "" {
+		return r.url
+	}
+	return "file://" + r.dir
+}
+
+// serveHTTP serves the repository at http://127.0.0.1:PORT/acme/shop.git,
+// a URL with the owner/repo path a forge's commit status API needs.
+func (r *gitRepo) serveHTTP() {
+	r.t.Helper()
+	srv, err := gittestserver.NewTempGitServer()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { srv.StopHTTP(); os.RemoveAll(srv.Root()) })
+	if err := srv.StartHTTP(); err != nil {
+		r.t.Fatal(err)
+	}
+	r.bare = filepath.Join(srv.Root(), "acme", "shop.git")
+	r.git("clone", "-q", "--bare", r.dir, r.bare)
+	r.url = srv.HTTPAddress() + "/acme/shop.git"
+}
 
 func (r *gitRepo) git(args ...string) string {
 	r.t.Helper()
@@ -162,6 +188,9 @@ func (r *gitRepo) commit(files map[string]string) string {
 	}
 	r.git("add", "-A")
 	r.git("commit", "-q", "--allow-empty", "-m", "change")
+	if r.bare != "" {
+		r.git("push", "-q", "--mirror", r.bare)
+	}
 	return r.git("rev-parse", "HEAD")
 }
 

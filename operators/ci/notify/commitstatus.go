@@ -29,7 +29,7 @@ type CommitStatus struct {
 func (c CommitStatus) Notify(ctx context.Context, e Event) error {
 	owner, repo, host, err := RepoPath(e.Repository)
 	if err != nil {
-		return fmt.Errorf("commit status: %w", err)
+		return Permanent(fmt.Errorf("commit status: %w", err))
 	}
 	base := strings.TrimSuffix(c.BaseURL, "/")
 	var endpoint string
@@ -49,7 +49,7 @@ func (c CommitStatus) Notify(ctx context.Context, e Event) error {
 		endpoint = fmt.Sprintf("%s/api/v1/repos/%s/%s/statuses/%s", base, owner, repo, e.Commit)
 		header.Set("Authorization", "token "+c.Token)
 	default:
-		return fmt.Errorf("commit status: unknown provider %q (github, gitea)", c.Provider)
+		return Permanent(fmt.Errorf("commit status: unknown provider %q (github, gitea)", c.Provider))
 	}
 	body := map[string]string{"state": State(e.Result), "context": c.Context, "description": description(e)}
 	if c.TargetURL != "" {

@@ -111,6 +111,37 @@ func (j JSON) Notify(ctx context.Context, e Event) error {
 	return post(ctx, j.Client, "json webhook", j.URL, nil, e)
 }
 
+// permanentError marks a failure that retrying cannot fix: a bad
+// configuration, or a request the server rejected as wrong.
+type permanentError struct{ error }
+
+func (p permanentError) Unwrap() error { return p.error }
+
+// Permanent marks err as not worth retrying.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether every failure in err is permanent.
+func IsPermanent(err error) bool {
+	if err == nil {
+		return false
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !IsPermanent(e) {
+				return false
+			}
+		}
+		return true
+	}
+	var p permanentError
+	return errors.As(err, &p)
+}
+
 // Multi sends to every notifier and reports every failure.
 type Multi []Notifier
 
@@ -188,7 +219,11 @@ func post(ctx context.Context, c *http.Client, what, u string, header http.Heade
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("%s: %s: %s", what, resp.Status, strings.TrimSpace(string(msg)))
+		err := fmt.Errorf("%s: %s: %s", what, resp.Status, strings.TrimSpace(string(msg)))
+		if resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
+			return Permanent(err) // a wrong token or payload stays wrong
+		}
+		return err
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return nil

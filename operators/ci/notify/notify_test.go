@@ -177,3 +177,26 @@ func TestRepoPath(t *testing.T) {
 		t.Errorf("a one-segment path has no owner")
 	}
 }
+
+func TestPermanentFailures(t *testing.T) {
+	forbidden, _ := receiver(t, http.StatusForbidden)
+	broken, _ := receiver(t, http.StatusBadGateway)
+	cases := []struct {
+		name      string
+		n         Notifier
+		permanent bool
+	}{
+		{"403 is permanent", Slack{URL: forbidden.URL}, true},
+		{"502 is worth a retry", Slack{URL: broken.URL}, false},
+		{"a repository without owner/repo is permanent", CommitStatus{Provider: "github", BaseURL: broken.URL}, true},
+		{"one retryable failure among permanent ones", Multi{Slack{URL: forbidden.URL}, JSON{URL: broken.URL}}, false},
+	}
+	e := failed
+	e.Repository = "file:///srv/shop"
+	for _, c := range cases {
+		err := c.n.Notify(context.Background(), e)
+		if err == nil || IsPermanent(err) != c.permanent {
+			t.Errorf("%s: err %v, permanent %v", c.name, err, IsPermanent(err))
+		}
+	}
+}

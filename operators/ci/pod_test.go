@@ -1,0 +1,57 @@
+package ci
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"homeostat.dev/homeostat/operators/ci/steps"
+	"homeostat.dev/homeostat/render/api/v1alpha1"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// TestBuildPodGolden pins the whole pod a build runs in.
+func TestBuildPodGolden(t *testing.T) {
+	f, problems := steps.Parse(".homeostat-ci.yaml", []byte(goodSteps))
+	if problems != nil {
+		t.Fatal(steps.Format(problems))
+	}
+	cases := []struct {
+		name   string
+		secret *v1alpha1.LocalObjectReference
+		file   string
+	}{
+		{"pod-with-credentials", &v1alpha1.LocalObjectReference{Name: "shop-git"}, "ci/build.yaml"},
+		{"pod-public-repo", nil, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := &v1alpha1.Pipeline{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: "ci"},
+				Spec: v1alpha1.PipelineSpec{Repo: "https://git.example.com/acme/shop.git", SecretRef: c.secret, File: c.file}}
+			b := NewBuild(p, "main", "0123456789abcdef0123456789abcdef01234567")
+			b.UID = "build-uid"
+			got, err := yaml.Marshal(BuildPod(b, p, f, PodOptions{Image: "ghcr.io/homeostat/homeostat:v0.1.0"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", c.name+".yaml")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if string(want) != string(got) {
+				t.Fatalf("pod differs from %s (run with -update to accept):\n--- want\n%s\n--- got\n%s", golden, want, got)
+			}
+		})
+	}
+}
