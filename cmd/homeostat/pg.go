@@ -1,0 +1,89 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"homeostat.dev/homeostat/operators/postgres"
+	"homeostat.dev/homeostat/render/api/v1alpha1"
+)
+
+func init() {
+	register(newPGCommand)
+	controllerSetups = append(controllerSetups, setupPostgres)
+}
+
+// setupPostgres adds the Postgres and Backup controllers to the manager. The
+// image the PostgreSQL pods copy homeostat from is $HOMEOSTAT_IMAGE (the
+// deploy base sets it to the controller's own image).
+func setupPostgres(mgr ctrl.Manager) error {
+	o := postgres.Options{HomeostatImage: os.Getenv("HOMEOSTAT_IMAGE")}
+	if o.HomeostatImage == "" {
+		o.HomeostatImage = "ghcr.io/homeostat/homeostat:" + version
+	}
+	rec := mgr.GetEventRecorder("homeostat-postgres")
+	pg := &postgres.PostgresReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: rec, Options: o}
+	if err := pg.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setup postgres controller: %w", err)
+	}
+	b := &postgres.BackupReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: rec, Options: o}
+	if err := b.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setup backup controller: %w", err)
+	}
+	return nil
+}
+
+func newPGCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pg",
+		Short: "Operate Postgres clusters run by homeostat",
+	}
+	cmd.AddCommand(newPGSwitchoverCommand())
+	return cmd
+}
+
+func newPGSwitchoverCommand() *cobra.Command {
+	var namespace, to string
+	cmd := &cobra.Command{
+		Use:   "switchover NAME",
+		Short: "Promote a replica of Postgres NAME and retire the current primary",
+		Long: `Switchover asks the operator to stop the primary of Postgres NAME cleanly
+(so every WAL record reaches the replicas), promote the most advanced ready
+replica (or --to INSTANCE), repoint NAME-rw and NAME-ro, and clone a fresh
+replica in place of the old primary. It returns once the request is recorded;
+watch it with: kubectl get pg NAME -w`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := restConfig()
+			if err != nil {
+				return fmt.Errorf("kubeconfig: %w", err)
+			}
+			c, err := client.New(cfg, client.Options{Scheme: syncScheme()})
+			if err != nil {
+				return err
+			}
+			pg := &v1alpha1.Postgres{}
+			if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: namespace, Name: args[0]}, pg); err != nil {
+				return fmt.Errorf("postgres %s/%s: %w", namespace, args[0], err)
+			}
+			if pg.Spec.Instances < 2 {
+				return fmt.Errorf("postgres %s/%s has no replica to switch over to", namespace, args[0])
+			}
+			patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{postgres.AnnotationSwitchover: to}}})
+			if err := c.Patch(cmd.Context(), pg, client.RawPatch(types.MergePatchType, patch)); err != nil {
+				return fmt.Errorf("request switchover of %s/%s: %w", namespace, args[0], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "switchover of %s/%s requested (primary now %s)\n", namespace, args[0], pg.Status.Primary)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace of the Postgres")
+	cmd.Flags().StringVar(&to, "to", "", "instance to promote (default: the most advanced ready replica)")
+	return cmd
+}
