@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -76,7 +77,8 @@ func Write(ctx context.Context, c client.Client, s *v1alpha1.Sync, r Record) (*v
 	}
 	now := time.Now().UTC()
 	for i := 0; ; i++ {
-		snap.Name = fmt.Sprintf("%s-%s", s.Name, now.Add(time.Duration(i)*time.Millisecond).Format("20060102-150405-000"))
+		stamp := now.Add(time.Duration(i) * time.Millisecond).Format("20060102-150405.000")
+		snap.Name = s.Name + "-" + strings.Replace(stamp, ".", "-", 1)
 		err = c.Create(ctx, snap)
 		if !apierrors.IsAlreadyExists(err) || i > 100 {
 			break
