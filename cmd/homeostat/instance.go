@@ -1,0 +1,253 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"homeostat.dev/homeostat/backup"
+	"homeostat.dev/homeostat/operators/instance"
+)
+
+func init() { register(newInstanceCommand) }
+
+// Password sources: a file flag, else this environment variable.
+const (
+	envSuperuserPassword   = "HOMEOSTAT_SUPERUSER_PASSWORD"
+	envReplicationPassword = "HOMEOSTAT_REPLICATION_PASSWORD"
+	envAppPassword         = "HOMEOSTAT_APP_PASSWORD"
+)
+
+func newInstanceCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "instance",
+		Short: "The PostgreSQL instance manager a PostgreSQL pod runs",
+		PersistentPreRun: func(*cobra.Command, []string) {
+			setupLogging()
+		},
+	}
+	cmd.AddCommand(newInstanceInitCommand(), newInstanceJoinCommand(), newInstanceRunCommand(),
+		newInstancePromoteCommand(), newInstanceStatusCommand(), newInstanceSyncStandbysCommand())
+	return cmd
+}
+
+// instanceFlags are the settings init and join share.
+type instanceFlags struct {
+	pgdata, socketDir, listen, superuser, replUser, replPasswordFile, homeostat string
+	port                                                                        int
+	parameters                                                                  []string
+	s3                                                                          s3Flags
+}
+
+func (f *instanceFlags) bind(fs *pflag.FlagSet) {
+	fs.StringVar(&f.pgdata, "pgdata", os.Getenv("PGDATA"), "data directory (env PGDATA)")
+	fs.IntVar(&f.port, "port", 5432, "port")
+	fs.StringVar(&f.socketDir, "socket-dir", "/var/run/postgresql", "unix socket directory")
+	fs.StringVar(&f.listen, "listen-addresses", "*", "listen_addresses")
+	fs.StringVar(&f.superuser, "superuser", "postgres", "superuser role (trusted on the unix socket only)")
+	fs.StringVar(&f.replUser, "replication-user", "streaming_replica", "role replicas and backups connect as")
+	fs.StringVar(&f.replPasswordFile, "replication-password-file", "", "file holding the replication role's password (else env "+envReplicationPassword+")")
+	fs.StringArrayVar(&f.parameters, "parameter", nil, "postgresql.conf setting name=value, merged over homeostat's (repeatable)")
+	homeostatFlag(fs, &f.homeostat)
+	f.s3.bind(fs)
+}
+
+// config builds the instance configuration; a configured backup store turns
+// on WAL archiving with `homeostat backup wal-push`.
+func (f *instanceFlags) config(fs *pflag.FlagSet) (instance.Config, error) {
+	if f.pgdata == "" {
+		return instance.Config{}, usageError{errors.New("--pgdata (or PGDATA) is required")}
+	}
+	params, err := instance.ParseParameters(f.parameters)
+	if err != nil {
+		return instance.Config{}, usageError{err}
+	}
+	c := instance.Config{Port: f.port, ListenAddresses: f.listen, SocketDir: f.socketDir, Superuser: f.superuser,
+		ReplicationUser: f.replUser, Parameters: params}
+	s3, err := f.s3.config(fs)
+	if err != nil {
+		return c, err
+	}
+	if s3.Enabled() {
+		bin, err := homeostatPath(f.homeostat)
+		if err != nil {
+			return c, err
+		}
+		c.ArchiveCommand = backup.ArchiveCommand(bin, s3)
+		c.RestoreCommand = backup.RestoreCommand(bin, s3)
+	}
+	return c, nil
+}
+
+func newInstanceInitCommand() *cobra.Command {
+	var f instanceFlags
+	var opts instance.InitOptions
+	var superPasswordFile, appPasswordFile string
+	cmd := &cobra.Command{
+		Use:   "init --pgdata DIR",
+		Short: "Create a primary: initdb, configuration, roles and the app database (only reconfigures an existing directory)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.config(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			opts.PGData, opts.Config = f.pgdata, c
+			if opts.SuperuserPassword, err = instance.ReadSecret(superPasswordFile, envSuperuserPassword); err != nil {
+				return err
+			}
+			if opts.ReplicationPassword, err = instance.ReadSecret(f.replPasswordFile, envReplicationPassword); err != nil {
+				return err
+			}
+			if opts.OwnerPassword, err = instance.ReadSecret(appPasswordFile, envAppPassword); err != nil {
+				return err
+			}
+			return instance.Init(cmd.Context(), opts)
+		},
+	}
+	f.bind(cmd.Flags())
+	cmd.Flags().StringVar(&opts.Database, "database", "app", "application database to create")
+	cmd.Flags().StringVar(&opts.Owner, "owner", "app", "application role that owns the database")
+	cmd.Flags().StringVar(&superPasswordFile, "superuser-password-file", "", "file holding the superuser's password (else env "+envSuperuserPassword+"; none: socket login only)")
+	cmd.Flags().StringVar(&appPasswordFile, "app-password-file", "", "file holding the application role's password (else env "+envAppPassword+")")
+	return cmd
+}
+
+func newInstanceJoinCommand() *cobra.Command {
+	var f instanceFlags
+	var primary, name, passfile string
+	cmd := &cobra.Command{
+		Use:   "join --pgdata DIR --primary HOST:PORT --name NAME",
+		Short: "Create a streaming replica of a primary (only reconfigures an existing directory)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.config(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			host, portText, err := net.SplitHostPort(primary)
+			if err != nil {
+				return usageError{fmt.Errorf("--primary %q: want HOST:PORT: %w", primary, err)}
+			}
+			port, err := strconv.Atoi(portText)
+			if err != nil {
+				return usageError{fmt.Errorf("--primary %q: port: %w", primary, err)}
+			}
+			if name == "" {
+				return usageError{errors.New("--name is required (the replication slot and application name)")}
+			}
+			password, err := instance.ReadSecret(f.replPasswordFile, envReplicationPassword)
+			if err != nil {
+				return err
+			}
+			slot := instance.SlotName(name)
+			c.Primary = &instance.Upstream{Host: host, Port: port, User: f.replUser, PassFile: passfile, Slot: slot, ApplicationName: slot}
+			if passfile == "" {
+				c.Primary.PassFile = instance.DefaultPassFile(f.pgdata)
+			}
+			return instance.Join(cmd.Context(), instance.JoinOptions{PGData: f.pgdata, Config: c, ReplicationPassword: password})
+		},
+	}
+	f.bind(cmd.Flags())
+	cmd.Flags().StringVar(&primary, "primary", "", "the primary's HOST:PORT")
+	cmd.Flags().StringVar(&name, "name", os.Getenv("HOSTNAME"), "instance name: replication slot and application_name, lowercased with - turned into _ (default: $HOSTNAME)")
+	cmd.Flags().StringVar(&passfile, "passfile", "", "where to keep the replication password (default: .<pgdata name>.pgpass beside the data directory)")
+	return cmd
+}
+
+func newInstanceRunCommand() *cobra.Command {
+	var opts instance.RunOptions
+	cmd := &cobra.Command{
+		Use:   "run --pgdata DIR",
+		Short: "Run postgres in the foreground: SIGTERM means fast shutdown, then immediate after --grace; exits with postgres's code",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opts.PGData == "" {
+				return usageError{errors.New("--pgdata (or PGDATA) is required")}
+			}
+			code, err := instance.Run(opts)
+			if err != nil || code != 0 {
+				return withCode(max(code, 1), err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&opts.PGData, "pgdata", os.Getenv("PGDATA"), "data directory (env PGDATA)")
+	cmd.Flags().DurationVar(&opts.Grace, "grace", 30*time.Second, "how long a fast shutdown may take before an immediate one")
+	return cmd
+}
+
+func newInstancePromoteCommand() *cobra.Command {
+	var pgdata string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "promote --pgdata DIR",
+		Short: "Promote the replica running on DIR to primary and wait until it accepts writes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if pgdata == "" {
+				return usageError{errors.New("--pgdata (or PGDATA) is required")}
+			}
+			return instance.Promote(cmd.Context(), pgdata, timeout)
+		},
+	}
+	cmd.Flags().StringVar(&pgdata, "pgdata", os.Getenv("PGDATA"), "data directory (env PGDATA)")
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long to wait for the promotion")
+	return cmd
+}
+
+func newInstanceStatusCommand() *cobra.Command {
+	var pgdata, user string
+	cmd := &cobra.Command{
+		Use:   "status --pgdata DIR",
+		Short: "Print role, timeline, LSNs and each standby's lag as JSON",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if pgdata == "" {
+				return usageError{errors.New("--pgdata (or PGDATA) is required")}
+			}
+			db, err := instance.Connect(pgdata, user)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			st, err := instance.GetStatus(cmd.Context(), db)
+			if err != nil {
+				return err
+			}
+			return printJSON(st)
+		},
+	}
+	cmd.Flags().StringVar(&pgdata, "pgdata", os.Getenv("PGDATA"), "data directory of the running server (env PGDATA)")
+	cmd.Flags().StringVar(&user, "user", "postgres", "superuser to connect as over the unix socket")
+	return cmd
+}
+
+func newInstanceSyncStandbysCommand() *cobra.Command {
+	var pgdata, user string
+	cmd := &cobra.Command{
+		Use:   "sync-standbys --pgdata DIR VALUE",
+		Short: "Set synchronous_standby_names (ALTER SYSTEM + reload), e.g. 'ANY 1 (db_1, db_2)'; '' for asynchronous",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if pgdata == "" {
+				return usageError{errors.New("--pgdata (or PGDATA) is required")}
+			}
+			db, err := instance.Connect(pgdata, user)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			return instance.SetSynchronousStandbys(cmd.Context(), db, args[0])
+		},
+	}
+	cmd.Flags().StringVar(&pgdata, "pgdata", os.Getenv("PGDATA"), "data directory of the running server (env PGDATA)")
+	cmd.Flags().StringVar(&user, "user", "postgres", "superuser to connect as over the unix socket")
+	return cmd
+}

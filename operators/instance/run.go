@@ -1,0 +1,97 @@
+package instance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"homeostat.dev/homeostat/backup/pgbin"
+)
+
+// RunOptions configure Run.
+type RunOptions struct {
+	PGData string
+	// Grace is how long a fast shutdown may take after SIGTERM before
+	// homeostat asks for an immediate one (30 s by default; keep it below the
+	// pod's terminationGracePeriodSeconds).
+	Grace time.Duration
+	Log   *slog.Logger
+}
+
+// Run supervises postgres in the foreground, as a pod's main process: its
+// output goes to ours, SIGTERM or SIGINT asks for a fast shutdown (SIGINT to
+// postgres) and, after Grace, an immediate one (SIGQUIT); SIGHUP is passed on
+// (reload). Run returns postgres's exit code when postgres ends for any
+// reason (128+signal when it was killed), so the pod restarts when it dies.
+func Run(opts RunOptions) (int, error) {
+	log := logger(opts.Log)
+	if opts.Grace <= 0 {
+		opts.Grace = 30 * time.Second
+	}
+	if ok, err := hasCluster(opts.PGData); err != nil || !ok {
+		return 1, fmt.Errorf("instance run: %s holds no cluster (run instance init or join first): %v", opts.PGData, err)
+	}
+	// Not tied to a context: only our signal handling stops postgres.
+	cmd, err := pgbin.Command(context.Background(), "postgres", "-D", opts.PGData)
+	if err != nil {
+		return 1, err
+	}
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	// Own process group: a terminal's Ctrl-C reaches only us, and we decide.
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		return 1, fmt.Errorf("instance run: start postgres: %w", err)
+	}
+	log.Info("postgres started", "pid", cmd.Process.Pid, "pgdata", opts.PGData)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var immediate <-chan time.Time
+	for {
+		select {
+		case err := <-exited:
+			code := exitCode(cmd, err)
+			log.Info("postgres exited", "code", code)
+			return code, nil
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				_ = cmd.Process.Signal(syscall.SIGHUP)
+				continue
+			}
+			if immediate == nil {
+				log.Info("fast shutdown requested", "signal", sig.String(), "grace", opts.Grace)
+				_ = cmd.Process.Signal(syscall.SIGINT)
+				immediate = time.After(opts.Grace)
+			}
+		case <-immediate:
+			log.Warn("fast shutdown did not finish within the grace period; immediate shutdown", "grace", opts.Grace)
+			_ = cmd.Process.Signal(syscall.SIGQUIT)
+			immediate = nil
+		}
+	}
+}
+
+func exitCode(cmd *exec.Cmd, err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return 1
+	}
+	return cmd.ProcessState.ExitCode()
+}
