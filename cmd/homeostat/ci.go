@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -295,6 +296,15 @@ func newCILogsCommand() *cobra.Command {
 			cs, err := kubernetes.NewForConfig(cfg)
 			if err != nil {
 				return err
+			}
+			pod, err := cs.CoreV1().Pods(ns).Get(cmd.Context(), b.Status.Pod, metav1.GetOptions{})
+			if err != nil {
+				return fmt.Errorf("pod of build %s: %w", b.Name, err)
+			}
+			if pod.Spec.NodeName == "" {
+				// The API server answers an empty log for a pod no node has
+				// taken yet; say so instead of printing nothing.
+				return fmt.Errorf("build %s: pod %s is not scheduled yet (phase %s), so it has no log", b.Name, pod.Name, orDash(string(pod.Status.Phase)))
 			}
 			req := cs.CoreV1().Pods(ns).GetLogs(b.Status.Pod, &corev1.PodLogOptions{Container: "agent", Follow: follow})
 			stream, err := req.Stream(cmd.Context())
