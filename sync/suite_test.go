@@ -3,8 +3,10 @@ package sync
 import (
 	"context"
 	"fmt"
+	"github.com/go-logr/logr"
 	"net/http"
 	"os"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"strings"
 	gosync "sync"
 	"sync/atomic"
@@ -23,6 +25,7 @@ import (
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
+	ctrllog.SetLogger(logr.Discard())
 	var err error
 	env, err = testenv.Start()
 	if err != nil {
