@@ -13,6 +13,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+
+	"homeostat.dev/homeostat/render"
 )
 
 // FieldManager is the server-side apply field manager of everything homeostat applies.
@@ -133,4 +135,25 @@ func (e *Engine) forgetFields(id string) {
 	e.mu.Lock()
 	delete(e.fields, id)
 	e.mu.Unlock()
+}
+
+// WithNamespaces returns objs with the target's default namespace filled
+// in where a namespaced object names none, as Apply does; objects are
+// copied only when changed. Kinds the cluster does not know are left as they are.
+func (e *Engine) WithNamespaces(t Target, objs []render.Object) []render.Object {
+	out := make([]render.Object, len(objs))
+	for i, o := range objs {
+		out[i] = o
+		if o.Object == nil || o.Object.GetNamespace() != "" {
+			continue
+		}
+		gvk := o.Object.GroupVersionKind()
+		m, err := e.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil || m.Scope.Name() != meta.RESTScopeNameNamespace {
+			continue
+		}
+		out[i].Object = o.Object.DeepCopy()
+		out[i].Object.SetNamespace(t.DefaultNamespace)
+	}
+	return out
 }

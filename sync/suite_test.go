@@ -3,19 +3,19 @@ package sync
 import (
 	"context"
 	"fmt"
-	"github.com/go-logr/logr"
 	"net/http"
 	"os"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"strings"
 	gosync "sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"homeostat.dev/homeostat/internal/testenv"
 	"homeostat.dev/homeostat/render"

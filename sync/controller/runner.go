@@ -190,6 +190,8 @@ func (r *Runner) apply(ctx context.Context, s *v1alpha1.Sync, o *Outcome) error 
 		o.Inventory = union(o.Inventory, cs.Inventory())
 		return err
 	}
+	// The snapshot records objects as applied: namespaces filled in.
+	o.objects = r.Engine.WithNamespaces(target(s), o.objects)
 	return nil
 }
 

@@ -30,6 +30,9 @@ const (
 // Encode writes the rendered objects as gzip-compressed multi-document YAML.
 // Secrets are left out: a snapshot must never hold a secret value.
 func Encode(objs []render.Object) ([]byte, error) {
+	if len(objs) == 0 {
+		return nil, nil
+	}
 	var buf bytes.Buffer
 	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
 	if err != nil {
