@@ -2,13 +2,16 @@ package postgres
 
 import (
 	"fmt"
+
+	"homeostat.dev/homeostat/operators/instance"
 	"sort"
 	"strconv"
 	"strings"
 )
 
 // SynchronousStandbyNames is the synchronous_standby_names value for a
-// primary with the given replicas: "ANY n (r1, r2)", with n capped at the
+// primary with the given replicas (instance names; standbys report their
+// slot names, instance.SlotName): "ANY n (r1, r2)", with n capped at the
 // number of replicas (so a one-instance cluster is not blocked forever), or
 // "" for asynchronous replication.
 func SynchronousStandbyNames(n int, replicas []string) string {
@@ -22,7 +25,8 @@ func SynchronousStandbyNames(n int, replicas []string) string {
 	sort.Strings(names)
 	quoted := make([]string, len(names))
 	for i, r := range names {
-		quoted[i] = `"` + r + `"`
+		// Standbys connect with application_name = their slot name.
+		quoted[i] = `"` + instance.SlotName(r) + `"`
 	}
 	return fmt.Sprintf("ANY %d (%s)", n, strings.Join(quoted, ", "))
 }

@@ -13,9 +13,9 @@ func TestSynchronousStandbyNamesFollowsSpecAndReplicas(t *testing.T) {
 	}{
 		{0, []string{"db-2", "db-3"}, ""},
 		{1, nil, ""},
-		{1, []string{"db-3", "db-2"}, `ANY 1 ("db-2", "db-3")`},
-		{2, []string{"db-2", "db-3"}, `ANY 2 ("db-2", "db-3")`},
-		{3, []string{"db-2"}, `ANY 1 ("db-2")`},
+		{1, []string{"db-3", "db-2"}, `ANY 1 ("db_2", "db_3")`},
+		{2, []string{"db-2", "db-3"}, `ANY 2 ("db_2", "db_3")`},
+		{3, []string{"db-2"}, `ANY 1 ("db_2")`},
 	} {
 		if got := SynchronousStandbyNames(tc.n, tc.replicas); got != tc.want {
 			t.Errorf("SynchronousStandbyNames(%d, %v) = %q, want %q", tc.n, tc.replicas, got, tc.want)

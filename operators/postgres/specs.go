@@ -64,7 +64,12 @@ func JoinJob(pg *v1alpha1.Postgres, instance string, o Options) *batchv1.Job {
 }
 
 // RestoreJob builds the Job that fills the first instance's data directory
-// from a base backup and the WAL archive, recovered to the bootstrap target.
+// from a base backup and the source cluster's WAL archive, recovered to the
+// bootstrap target: an init container runs `homeostat backup restore` with
+// the source store's settings, then `homeostat instance init` (which only
+// rewrites the configuration of an existing directory) gives the restored
+// directory this cluster's port, archive and access rules. Recovery runs when
+// the primary's pod first starts.
 func RestoreJob(pg *v1alpha1.Postgres, instance string, o Options) *batchv1.Job {
 	fb := pg.Spec.Bootstrap.FromBackup
 	args := []string{binPath, "backup", "restore", "--to", pgdataPath}
@@ -75,14 +80,22 @@ func RestoreJob(pg *v1alpha1.Postgres, instance string, o Options) *batchv1.Job 
 	}
 	switch {
 	case fb.TargetTime != nil:
-		args = append(args, "--target-time", fb.TargetTime.UTC().Format(time.RFC3339))
+		args = append(args, "--target-time", fb.TargetTime.UTC().Format(time.RFC3339Nano))
 	case fb.TargetLSN != "":
 		args = append(args, "--target-lsn", fb.TargetLSN)
 	}
-	j := job(pg, instance, JobName(instance, JobRestore), JobRestore, args, o)
-	// The restore reads from the source cluster's store, not this cluster's.
-	c := &j.Spec.Template.Spec.Containers[0]
-	c.Env = append(withoutS3Env(c.Env), s3Env(&fb.S3)...)
+	j := job(pg, instance, JobName(instance, JobRestore), JobRestore, initArgs(pg), o)
+	spec := &j.Spec.Template.Spec
+	main := spec.Containers[0]
+	restore := corev1.Container{
+		Name:         "restore",
+		Image:        main.Image,
+		Command:      args,
+		Env:          append(withoutS3Env(main.Env), s3Env(&fb.S3)...),
+		VolumeMounts: main.VolumeMounts,
+		Resources:    main.Resources,
+	}
+	spec.InitContainers = append(spec.InitContainers, restore)
 	return j
 }
 
@@ -107,7 +120,8 @@ func BackupJob(pg *v1alpha1.Postgres, b *v1alpha1.Backup, o Options) *batchv1.Jo
 // InstancePod builds the pod of one instance: `homeostat instance run` as the
 // main process of the official postgres image.
 func InstancePod(pg *v1alpha1.Postgres, instance, role string, o Options) *corev1.Pod {
-	args := []string{binPath, "instance", "run", "--pgdata", pgdataPath, "--port", strconv.Itoa(postgresPort)}
+	// The port is in the configuration init or join wrote.
+	args := []string{binPath, "instance", "run", "--pgdata", pgdataPath}
 	spec := podSpec(pg, instance, args, o)
 	spec.RestartPolicy = corev1.RestartPolicyAlways
 	spec.Hostname = instance
@@ -173,7 +187,7 @@ func initArgs(pg *v1alpha1.Postgres) []string {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		args = append(args, "--set", k+"="+pg.Spec.Parameters[k])
+		args = append(args, "--parameter", k+"="+pg.Spec.Parameters[k])
 	}
 	return args
 }
