@@ -1,12 +1,17 @@
 package source
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
+	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
@@ -89,4 +94,124 @@ func writeBlob(f *object.File, dst string) error {
 		return fmt.Errorf("write %s: %w", dst, err)
 	}
 	return w.Close()
+}
+
+// applyDiff turns dir, a checkout of from, into a checkout of to by touching
+// only the paths that differ. All access goes through an os.Root, so no
+// symlink from either tree can lead a write outside dir.
+func applyDiff(ctx context.Context, from, to *object.Commit, dir string) error {
+	ft, err := from.Tree()
+	if err != nil {
+		return fmt.Errorf("tree of commit %s: %w", from.Hash, err)
+	}
+	tt, err := to.Tree()
+	if err != nil {
+		return fmt.Errorf("tree of commit %s: %w", to.Hash, err)
+	}
+	changes, err := object.DiffTreeWithOptions(ctx, ft, tt, &object.DiffTreeOptions{})
+	if err != nil {
+		return fmt.Errorf("diff %s..%s: %w", from.Hash, to.Hash, err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	// Removals first, so a file may become a folder and a folder a file.
+	for _, ch := range changes {
+		if ch.From.Name == "" || ch.From.TreeEntry.Mode == filemode.Submodule {
+			continue
+		}
+		if err := checkTreePath(ch.From.Name); err != nil {
+			return err
+		}
+		if err := root.Remove(filepath.FromSlash(ch.From.Name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		removeEmptyParents(root, ch.From.Name)
+	}
+	for _, ch := range changes {
+		if ch.To.Name == "" || ch.To.TreeEntry.Mode == filemode.Submodule {
+			continue
+		}
+		if err := checkTreePath(ch.To.Name); err != nil {
+			return err
+		}
+		f, err := ch.To.Tree.TreeEntryFile(&ch.To.TreeEntry)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", ch.To.Name, err)
+		}
+		f.Name = ch.To.Name
+		if err := writeInRoot(root, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func removeEmptyParents(root *os.Root, name string) {
+	for dir := path.Dir(name); dir != "." && dir != "/"; dir = path.Dir(dir) {
+		// Remove fails on a folder that still has entries: that ends the climb.
+		if root.Remove(filepath.FromSlash(dir)) != nil {
+			return
+		}
+	}
+}
+
+func writeInRoot(root *os.Root, f *object.File) error {
+	name := filepath.FromSlash(f.Name)
+	if err := root.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return err
+	}
+	if f.Mode == filemode.Symlink {
+		target, err := f.Contents()
+		if err != nil {
+			return fmt.Errorf("read %s: %w", f.Name, err)
+		}
+		return root.Symlink(target, name)
+	}
+	perm := os.FileMode(0o644)
+	if f.Mode == filemode.Executable {
+		perm = 0o755
+	}
+	r, err := f.Reader()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", f.Name, err)
+	}
+	defer r.Close()
+	w, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, r); err != nil {
+		w.Close()
+		return fmt.Errorf("write %s: %w", f.Name, err)
+	}
+	return w.Close()
+}
+
+// treeComplete reports whether every tree and blob of a commit is in the
+// store: after an incremental fetch from a shallow clone, a server may leave
+// out objects it believes we have from history we never fetched.
+func treeComplete(repo *git.Repository, c *object.Commit) error {
+	tree, err := c.Tree()
+	if err != nil {
+		return err
+	}
+	w := object.NewTreeWalker(tree, true, nil)
+	defer w.Close()
+	for {
+		name, e, err := w.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("tree of %s: %w", c.Hash, err)
+		}
+		if e.Mode.IsFile() {
+			if err := repo.Storer.HasEncodedObject(e.Hash); err != nil {
+				return fmt.Errorf("%s of %s: %w", name, c.Hash, err)
+			}
+		}
+	}
 }

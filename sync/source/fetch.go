@@ -14,6 +14,7 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 )
 
 // Fetcher keeps one cached clone per key (one per Sync) under CacheDir and
@@ -98,7 +99,10 @@ func (f *Fetcher) Fetch(ctx context.Context, key, rawURL string, ref Ref, auth A
 	if err != nil {
 		return Revision{}, err
 	}
-	if !c.has(want) {
+	// A finished tree of the commit means its objects were all here; only
+	// otherwise is the store checked and, if need be, fetched into.
+	_, treeErr := os.Stat(filepath.Join(c.treesDir, want.String()))
+	if treeErr != nil && c.complete(want) != nil {
 		if ref.Commit != "" {
 			if refs == nil {
 				if refs, err = s.list(ctx, "fetch"); err != nil {
@@ -116,7 +120,7 @@ func (f *Fetcher) Fetch(ctx context.Context, key, rawURL string, ref Ref, auth A
 	if err != nil {
 		return Revision{}, fmt.Errorf("fetch %s: read commit %s: %w", s.ep.display, want, err)
 	}
-	treeDir, err := c.checkout(commit)
+	treeDir, err := c.checkout(ctx, commit)
 	if err != nil {
 		return Revision{}, fmt.Errorf("fetch %s: check out %s: %w", s.ep.display, want, err)
 	}
@@ -259,31 +263,41 @@ func (c *cache) startOver() error {
 	return nil
 }
 
-// fetchRef fetches one branch or tag with depth 1 and returns the commit it
-// points to now. A local failure (a damaged cache, a shallow history go-git
-// cannot extend) starts the repository over once.
+// fetchRef fetches one branch or tag and returns the commit it points to
+// now, with its whole tree in the store. Strategies, cheapest first:
+// incremental (depth 0 on top of what the cache has: only new objects),
+// shallow (depth 1: the whole tree of the commit), and starting over. A
+// remote's answer (unreachable, auth, not found) ends the attempts at once.
 func (c *cache) fetchRef(ctx context.Context, s *session, name plumbing.ReferenceName) (plumbing.Hash, error) {
 	spec := config.RefSpec("+" + name.String() + ":" + name.String())
-	var lastErr error
-	for attempt := 0; attempt < 2; attempt++ {
-		if attempt > 0 {
-			if err := c.startOver(); err != nil {
-				return plumbing.ZeroHash, err
-			}
+	fetch := func(depth int) func() error {
+		return func() error { return s.fetch(ctx, "fetch", c.repo.Storer, depth, spec) }
+	}
+	var strategies []func() error
+	if refs, err := c.repo.References(); err == nil {
+		if n := countRefs(refs); n > 0 {
+			strategies = append(strategies, fetch(0))
 		}
-		err := s.fetch(ctx, "fetch", c.repo.Storer, 1, spec)
+	}
+	strategies = append(strategies, fetch(1), func() error {
+		if err := c.startOver(); err != nil {
+			return err
+		}
+		return fetch(1)()
+	})
+	var lastErr error
+	for _, try := range strategies {
+		err := try()
 		var e *Error
-		if err != nil && errors.As(err, &e) && e.Kind != nil {
-			return plumbing.ZeroHash, err // the remote's answer: starting over will not change it
+		if errors.As(err, &e) && e.Kind != nil {
+			return plumbing.ZeroHash, err
 		}
 		if err == nil {
-			h, rerr := resolveLocal(c.repo, name)
-			if rerr == nil && c.has(h) {
-				return h, nil
-			}
-			err = rerr
-			if err == nil {
-				err = fmt.Errorf("commit %s of %s missing after fetch", h, name)
+			var h plumbing.Hash
+			if h, err = resolveLocal(c.repo, name); err == nil {
+				if err = c.complete(h); err == nil {
+					return h, nil
+				}
 			}
 		}
 		lastErr = err
@@ -291,18 +305,39 @@ func (c *cache) fetchRef(ctx context.Context, s *session, name plumbing.Referenc
 	return plumbing.ZeroHash, fmt.Errorf("fetch %s: %w", s.ep.display, lastErr)
 }
 
-// checkout makes trees/<commit> (written to a temporary name, then renamed,
-// so it is complete or absent) and keeps only it and the previous one.
-func (c *cache) checkout(commit *object.Commit) (string, error) {
+func countRefs(it storer.ReferenceIter) int {
+	n := 0
+	_ = it.ForEach(func(r *plumbing.Reference) error {
+		if r.Type() == plumbing.HashReference {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// complete reports whether the commit and its whole tree are in the store.
+func (c *cache) complete(h plumbing.Hash) error {
+	commit, err := c.repo.CommitObject(h)
+	if err != nil {
+		return err
+	}
+	return treeComplete(c.repo, commit)
+}
+
+// checkout makes trees/<commit>: complete or absent, since it is built under
+// a temporary name and renamed. It reuses the oldest tree that is not the
+// current one (which would be removed anyway), changing only the files that
+// differ, and otherwise writes the whole tree. Only the new tree and the
+// previous one are kept.
+func (c *cache) checkout(ctx context.Context, commit *object.Commit) (string, error) {
 	hash := commit.Hash.String()
 	dst := filepath.Join(c.treesDir, hash)
+	currentFile := filepath.Join(c.dir, "current")
+	prev, _ := os.ReadFile(currentFile)
 	if _, err := os.Stat(dst); err != nil {
-		tmp, err := os.MkdirTemp(c.treesDir, hash+".tmp-")
+		tmp, err := c.buildTree(ctx, commit, string(prev))
 		if err != nil {
-			return "", err
-		}
-		if err := exportTree(commit, tmp); err != nil {
-			os.RemoveAll(tmp)
 			return "", err
 		}
 		if err := os.Rename(tmp, dst); err != nil {
@@ -310,8 +345,6 @@ func (c *cache) checkout(commit *object.Commit) (string, error) {
 			return "", err
 		}
 	}
-	currentFile := filepath.Join(c.dir, "current")
-	prev, _ := os.ReadFile(currentFile)
 	if string(prev) == hash {
 		return dst, nil
 	}
@@ -329,4 +362,47 @@ func (c *cache) checkout(commit *object.Commit) (string, error) {
 		}
 	}
 	return dst, nil
+}
+
+// buildTree writes the commit's tree under a temporary name in trees/.
+func (c *cache) buildTree(ctx context.Context, commit *object.Commit, current string) (string, error) {
+	tmp := filepath.Join(c.treesDir, commit.Hash.String()+".tmp")
+	if err := os.RemoveAll(tmp); err != nil {
+		return "", err
+	}
+	if old, from := c.recyclable(current); old != "" {
+		if err := os.Rename(old, tmp); err == nil {
+			if err := applyDiff(ctx, from, commit, tmp); err == nil {
+				return tmp, nil
+			}
+			// A tree we cannot patch is rewritten whole.
+			if err := os.RemoveAll(tmp); err != nil {
+				return "", err
+			}
+		}
+	}
+	if err := exportTree(commit, tmp); err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
+// recyclable finds a finished tree other than the current one whose commit
+// is still in the store.
+func (c *cache) recyclable(current string) (string, *object.Commit) {
+	entries, err := os.ReadDir(c.treesDir)
+	if err != nil {
+		return "", nil
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if n == current || !e.IsDir() || !fullHash.MatchString(n) {
+			continue
+		}
+		if from, err := c.repo.CommitObject(plumbing.NewHash(n)); err == nil {
+			return filepath.Join(c.treesDir, n), from
+		}
+	}
+	return "", nil
 }

@@ -252,3 +252,79 @@ func TestFetchRejectsBadKeys(t *testing.T) {
 		}
 	}
 }
+
+// A shallow cache does not have the history behind its first commit, but an
+// incremental fetch lets the server assume it does. A commit that brings back
+// a file version from that history must still be checked out whole.
+func TestFetchRevertToContentOutsideShallowHistory(t *testing.T) {
+	r := newTestRepo(t, t.TempDir())
+	r.commit("A", map[string]string{"app.yaml": "version: A\n", "other.yaml": "x: 1\n"})
+	r.commit("B", map[string]string{"app.yaml": "version: B\n"})
+	f := &Fetcher{CacheDir: t.TempDir()}
+	ctx := context.Background()
+	if _, err := f.Fetch(ctx, "ns/revert", r.url(), Ref{}, Auth{}); err != nil {
+		t.Fatal(err)
+	}
+	reverted := r.commit("revert to A", map[string]string{"app.yaml": "version: A\n"})
+	rev, err := f.Fetch(ctx, "ns/revert", r.url(), Ref{}, Auth{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev.Commit != reverted || readFile(t, rev.Dir, "app.yaml") != "version: A\n" || readFile(t, rev.Dir, "other.yaml") != "x: 1\n" {
+		t.Errorf("got %s with app.yaml %q", rev, readFile(t, rev.Dir, "app.yaml"))
+	}
+}
+
+// Incremental checkouts patch an old tree: files removed, added, turned into
+// folders and executable bits must all come out as a fresh checkout would.
+func TestFetchIncrementalCheckoutMatchesFullCheckout(t *testing.T) {
+	r := newTestRepo(t, t.TempDir())
+	r.commit("one", map[string]string{"a/b/c.yaml": "c\n", "d.yaml": "d\n", "keep.yaml": "k\n"})
+	f := &Fetcher{CacheDir: t.TempDir()}
+	ctx := context.Background()
+	steps := []map[string]string{
+		{"e.yaml": "e\n"},
+		{"a/b/c.yaml": "", "a": "now a file\n", "d.yaml": "", "d.yaml/inner.yaml": "now a folder\n"},
+		{"a": "", "a/x.yaml": "folder again\n", "keep.yaml": "k2\n"},
+		{"e.yaml": ""},
+	}
+	for i, files := range append([]map[string]string{{}}, steps...) {
+		if i > 0 {
+			r.commit("step", files)
+		}
+		rev, err := f.Fetch(ctx, "ns/inc", r.url(), Ref{}, Auth{})
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		fresh, err := (&Fetcher{CacheDir: t.TempDir()}).Fetch(ctx, "ns/fresh", r.url(), Ref{}, Auth{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := listTree(t, rev.Dir), listTree(t, fresh.Dir); got != want {
+			t.Errorf("step %d: incremental checkout\n%s\nfresh checkout\n%s", i, got, want)
+		}
+	}
+}
+
+// listTree prints every path under dir with its kind and content.
+func listTree(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if d.IsDir() {
+			b.WriteString(rel + "/\n")
+			return nil
+		}
+		content, err := os.ReadFile(p)
+		b.WriteString(rel + ": " + string(content))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}

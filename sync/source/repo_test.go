@@ -1,8 +1,11 @@
 package source
 
 import (
+	"maps"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -47,20 +50,27 @@ func (r *testRepo) commit(msg string, files map[string]string) string {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	for p, content := range files {
-		full := filepath.Join(r.work, filepath.FromSlash(p))
-		if content == "" {
-			if _, err := wt.Remove(p); err != nil {
-				r.t.Fatalf("remove %s: %v", p, err)
-			}
+	// Removals first (with the folders they empty), then writes in order,
+	// so a path may change from file to folder and back.
+	paths := slices.Sorted(maps.Keys(files))
+	for _, p := range paths {
+		if files[p] != "" {
 			continue
 		}
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			r.t.Fatal(err)
+		if _, err := wt.Remove(p); err != nil {
+			r.t.Fatalf("remove %s: %v", p, err)
 		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
-			r.t.Fatal(err)
+		for d := path.Dir(p); d != "."; d = path.Dir(d) {
+			if os.Remove(filepath.Join(r.work, filepath.FromSlash(d))) != nil {
+				break
+			}
 		}
+	}
+	for _, p := range paths {
+		if files[p] == "" {
+			continue
+		}
+		writeWork(r.t, r.work, p, files[p])
 		if _, err := wt.Add(p); err != nil {
 			r.t.Fatalf("add %s: %v", p, err)
 		}
@@ -123,4 +133,15 @@ func readFile(t testing.TB, dir, name string) string {
 		t.Fatalf("read %s: %v", name, err)
 	}
 	return string(b)
+}
+
+func writeWork(t testing.TB, work, p, content string) {
+	t.Helper()
+	full := filepath.Join(work, filepath.FromSlash(p))
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
