@@ -99,10 +99,11 @@ func (f *Fetcher) Fetch(ctx context.Context, key, rawURL string, ref Ref, auth A
 	if err != nil {
 		return Revision{}, err
 	}
-	// A finished tree of the commit means its objects were all here; only
-	// otherwise is the store checked and, if need be, fetched into.
+	// A finished tree of a commit in the store means its objects were all
+	// here; only otherwise is the store checked and, if need be, fetched
+	// into. (Trees outlive a change of URL; the commit must be in this one.)
 	_, treeErr := os.Stat(filepath.Join(c.treesDir, want.String()))
-	if treeErr != nil && c.complete(want) != nil {
+	if (treeErr != nil || !c.has(want)) && c.complete(want) != nil {
 		if ref.Commit != "" {
 			if refs == nil {
 				if refs, err = s.list(ctx, "fetch"); err != nil {
