@@ -71,7 +71,7 @@ func newCICommand() *cobra.Command {
 		Use:   "ci",
 		Short: "Run CI steps locally, and inspect, resume and re-run builds",
 	}
-	cmd.AddCommand(newCIRunCommand(), newCIAgentCommand(), newCIResumeCommand(), newCIRerunCommand(), newCILogsCommand())
+	cmd.AddCommand(newCIRunCommand(), newCIAgentCommand(), newCIPausedCommand(), newCIResumeCommand(), newCIRerunCommand(), newCILogsCommand())
 	return cmd
 }
 
@@ -163,7 +163,7 @@ func printSummary(w io.Writer, r agent.Result) {
 }
 
 func newCIAgentCommand() *cobra.Command {
-	var dir, file, resumeFile, resultFile string
+	var dir, file, resumeFile, resultFile, pausedFile string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run a build's steps inside its pod (the build container's command)",
@@ -181,6 +181,7 @@ controller reads it. Exit code 0 when the build passed, 1 otherwise.`,
 				Dir: dir, Env: os.Environ(), Out: cmd.OutOrStdout(),
 				Resume:     agent.FileResumer{Path: resumeFile},
 				ResumeHint: "homeostat ci resume " + os.Getenv("HOMEOSTAT_BUILD"),
+				PausedFile: pausedFile,
 			})
 			if resultFile != "" {
 				if err := os.WriteFile(resultFile, agent.Encode(res, agent.MaxResultSize), 0o644); err != nil {
@@ -197,7 +198,25 @@ controller reads it. Exit code 0 when the build passed, 1 otherwise.`,
 	cmd.Flags().StringVar(&file, "file", steps.DefaultFile, "steps file, relative to --dir")
 	cmd.Flags().StringVar(&resumeFile, "resume-file", "/etc/homeostat/podinfo/resume", "file whose content \"true\" resumes a pause")
 	cmd.Flags().StringVar(&resultFile, "result-file", "", "where to write the JSON result (the pod's termination message path)")
+	cmd.Flags().StringVar(&pausedFile, "paused-file", "", "file that exists while a pause step waits (for the readiness probe)")
 	return cmd
+}
+
+// newCIPausedCommand is the build container's readiness probe: images need
+// not have a shell or test(1), so the agent's own binary checks the file.
+func newCIPausedCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:    "paused FILE",
+		Short:  "Exit 0 while the agent waits at a pause step (a readiness probe)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := os.Stat(args[0]); err != nil {
+				return withCode(exitFailure, nil)
+			}
+			return nil
+		},
+	}
 }
 
 func newCIResumeCommand() *cobra.Command {

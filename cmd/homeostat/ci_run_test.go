@@ -157,14 +157,22 @@ func waitOutput(t *testing.T, out *lockedBuffer, s string) {
 	}
 }
 
-// TestCIRunPausesUntilResumed runs a pause step in a real process and
-// releases it with `homeostat ci resume --file`, another real process.
-func TestCIRunPausesUntilResumed(t *testing.T) {
+// TestCIAgentPausesUntilResumed runs a pause step in a real agent process,
+// checks the readiness probe command sees the pause, and releases it with
+// `homeostat ci resume --file`, another real process, writing the file the
+// downward API would.
+func TestCIAgentPausesUntilResumed(t *testing.T) {
 	dir := ciWorkspace(t, "pause.yaml")
 	resume := filepath.Join(t.TempDir(), "resume")
-	cmd, out := startHomeostat(t, "ci", "run", "--resume-file", resume, dir)
+	paused := filepath.Join(t.TempDir(), "paused")
+	if _, _, code := homeostat(t, "ci", "paused", paused); code != 1 {
+		t.Fatalf("the readiness probe passed before any pause: exit %d", code)
+	}
+	cmd, out := startHomeostat(t, "ci", "agent", "--dir", dir, "--resume-file", resume, "--paused-file", paused)
 	waitOutput(t, out, "[debug] paused until resumed or until the timeout at ")
-	waitOutput(t, out, "homeostat ci resume --file "+resume)
+	if _, _, code := homeostat(t, "ci", "paused", paused); code != 0 {
+		t.Fatalf("the readiness probe fails while paused: exit %d", code)
+	}
 	time.Sleep(300 * time.Millisecond) // still paused a moment later
 	if _, err := os.Stat(filepath.Join(dir, "after-ran")); !os.IsNotExist(err) {
 		t.Fatalf("the step after the pause ran while paused")
@@ -184,6 +192,9 @@ func TestCIRunPausesUntilResumed(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "[debug] resumed\n") {
 		t.Fatalf("output:\n%s", out.String())
+	}
+	if _, _, code := homeostat(t, "ci", "paused", paused); code != 1 {
+		t.Fatalf("the readiness probe still passes after resume: exit %d", code)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "after-ran")); err != nil {
 		t.Fatalf("the step after the pause did not run: %v", err)
@@ -209,5 +220,26 @@ func TestCIAgentWritesItsResult(t *testing.T) {
 	}
 	if r.Phase != v1alpha1.BuildFailed || r.FailedStep != "broken" || len(r.Steps) != 3 || r.Steps[2].Phase != agent.StepSkipped {
 		t.Fatalf("result %+v", r)
+	}
+}
+
+// TestCIRunPausePrintsHowToResume: a local run says which file resumes it.
+func TestCIRunPausePrintsHowToResume(t *testing.T) {
+	dir := ciWorkspace(t, "pause.yaml")
+	resume := filepath.Join(t.TempDir(), "resume")
+	cmd, out := startHomeostat(t, "ci", "run", "--resume-file", resume, dir)
+	waitOutput(t, out, "homeostat ci resume --file "+resume)
+	if err := os.WriteFile(resume, []byte("true"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("ci run: %v\n%s", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("not resumed:\n%s", out.String())
 	}
 }

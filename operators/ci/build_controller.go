@@ -25,6 +25,7 @@ import (
 	"homeostat.dev/homeostat/operators/ci/agent"
 	"homeostat.dev/homeostat/operators/ci/steps"
 	"homeostat.dev/homeostat/render/api/v1alpha1"
+	gitsource "homeostat.dev/homeostat/sync/source"
 )
 
 // Reasons on Build conditions.
@@ -117,6 +118,10 @@ func (r *BuildReconciler) start(ctx context.Context, b *v1alpha1.Build) (ctrl.Re
 		return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
 	}
 	f, problems, err := r.stepsFile(ctx, b, p)
+	if permanentGitError(err) {
+		fail(b, err.Error())
+		return r.finish(ctx, b)
+	}
 	if err != nil {
 		b.Status.Phase = v1alpha1.BuildPending
 		b.Status.Message = err.Error()
@@ -226,6 +231,11 @@ func (r *BuildReconciler) track(ctx context.Context, b *v1alpha1.Build) (ctrl.Re
 		collect(b, &pod)
 		return r.finish(ctx, b)
 	}
+	b.Status.Phase, b.Status.Message = v1alpha1.BuildRunning, ""
+	if agentReady(&pod) {
+		b.Status.Phase = v1alpha1.BuildPaused
+		b.Status.Message = fmt.Sprintf("paused: kubectl exec -it %s -c %s -- sh; then homeostat ci resume %s", pod.Name, agentName, b.Name)
+	}
 	if pod.Spec.ActiveDeadlineSeconds != nil {
 		// The kubelet enforces the deadline; this is the backstop for a pod
 		// stuck where no kubelet acts (an unschedulable pod, a lost node).
@@ -240,6 +250,29 @@ func (r *BuildReconciler) track(ctx context.Context, b *v1alpha1.Build) (ctrl.Re
 		return r.finish(ctx, b)
 	}
 	return ctrl.Result{}, nil
+}
+
+// permanentGitError is a clone failure that retrying will not fix: the
+// commit or repository is gone, or the server refuses the credentials.
+// Those fail the build; anything else (an unreachable server) is retried.
+func permanentGitError(err error) bool {
+	for _, kind := range []error{gitsource.ErrRefNotFound, gitsource.ErrRepositoryNotFound, gitsource.ErrAuth} {
+		if errors.Is(err, kind) {
+			return true
+		}
+	}
+	return false
+}
+
+// agentReady is the agent's readiness, which its probe turns on exactly
+// while a pause step waits.
+func agentReady(pod *corev1.Pod) bool {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == agentName {
+			return cs.Ready && cs.State.Running != nil
+		}
+	}
+	return false
 }
 
 // collect copies the agent's result (its termination message) into the

@@ -93,3 +93,32 @@ func TestResumeReachesThePod(t *testing.T) {
 		return err == nil && pod.Annotations[AnnotationResume] == "true", fmt.Sprint(err, pod.Annotations)
 	})
 }
+
+// TestPausedBuildShowsPaused plays the kubelet reporting the agent ready
+// (its probe passes only while a pause step waits): the Build is Paused and
+// says how to get in, and Running again once the probe fails.
+func TestPausedBuildShowsPaused(t *testing.T) {
+	ns := namespace(t)
+	repo := newRepo(t)
+	commit := repo.commit(map[string]string{".homeostat-ci.yaml": goodSteps})
+	startControllers(t, ns)
+	newPipeline(t, ns, "shop", repo.URL(), nil)
+	name := BuildName("shop", "main", commit)
+	waitPhase(t, ns, name, v1alpha1.BuildRunning)
+	setAgentReady := func(ready bool) {
+		pod := getPod(t, ns, name)
+		pod.Status.Phase = corev1.PodRunning
+		pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: agentName, Image: pod.Spec.Containers[0].Image, Ready: ready,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}}
+		if err := env.Client.Status().Update(context.Background(), pod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setAgentReady(true)
+	b := waitPhase(t, ns, name, v1alpha1.BuildPaused)
+	if want := "paused: kubectl exec -it " + name + " -c agent -- sh; then homeostat ci resume " + name; b.Status.Message != want {
+		t.Fatalf("message %q", b.Status.Message)
+	}
+	setAgentReady(false)
+	waitPhase(t, ns, name, v1alpha1.BuildRunning)
+}

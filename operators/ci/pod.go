@@ -18,6 +18,7 @@ const (
 	agentBinary   = binDir + "/homeostat"
 	resumeFile    = podInfoDir + "/resume"
 	resultFile    = "/dev/termination-log"
+	pausedFile    = binDir + "/paused"
 	agentName     = "agent"
 	imageBinary   = "/homeostat"
 	extraDeadline = 600 // seconds for pulling images and cloning, on top of the steps' timeout
@@ -120,7 +121,14 @@ func BuildPod(b *v1alpha1.Build, p *v1alpha1.Pipeline, f *steps.File, o PodOptio
 				Name:  agentName,
 				Image: f.Image,
 				Command: []string{agentBinary, "ci", "agent", "--dir", workspaceDir, "--file", file,
-					"--resume-file", resumeFile, "--result-file", resultFile},
+					"--resume-file", resumeFile, "--result-file", resultFile, "--paused-file", pausedFile},
+				// Ready means "paused": the Build shows Paused while a person
+				// may exec in, and Running again once resumed.
+				ReadinessProbe: &corev1.Probe{
+					ProbeHandler:     corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{agentBinary, "ci", "paused", pausedFile}}},
+					PeriodSeconds:    2,
+					FailureThreshold: 1,
+				},
 				WorkingDir:               workspaceDir,
 				Env:                      env,
 				TerminationMessagePath:   resultFile,

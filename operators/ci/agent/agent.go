@@ -65,6 +65,10 @@ type Options struct {
 	Resume Resumer
 	// ResumeHint tells a person how to resume a pause, printed when one starts.
 	ResumeHint string
+	// PausedFile, when set, exists exactly while a pause step waits. In a
+	// pod, a readiness probe looks for it, so the pod's readiness (and the
+	// Build's phase, Paused) shows that a person may exec in now.
+	PausedFile string
 }
 
 // RunFile reads and validates the steps file at dir/file and runs it. A bad
@@ -179,6 +183,12 @@ func pause(ctx context.Context, s steps.Step, out io.Writer, opts Options) (int3
 		hint = "resume it"
 	}
 	fmt.Fprintf(out, "paused until resumed or until the timeout at %s: %s\n", deadline.UTC().Format(time.RFC3339), hint)
+	if opts.PausedFile != "" {
+		if err := os.WriteFile(opts.PausedFile, []byte(s.Name+"\n"), 0o644); err != nil {
+			fmt.Fprintf(out, "cannot mark the pause in %s: %v\n", opts.PausedFile, err)
+		}
+		defer os.Remove(opts.PausedFile)
+	}
 	if opts.Resume == nil {
 		<-ctx.Done()
 		return 1, ""

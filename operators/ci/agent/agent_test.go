@@ -147,13 +147,17 @@ func processAlive(pid int) bool {
 func TestPauseWaitsForResume(t *testing.T) {
 	dir := workspace(t, "pause.yaml")
 	resume := filepath.Join(t.TempDir(), "resume")
+	paused := filepath.Join(t.TempDir(), "paused")
 	var out syncBuffer
 	done := make(chan Result, 1)
 	go func() {
 		done <- RunFile(context.Background(), ".homeostat-ci.yaml", Options{Dir: dir, Env: os.Environ(), Out: &out,
-			Resume: FileResumer{Path: resume, Interval: 20 * time.Millisecond}, ResumeHint: "echo true > " + resume})
+			Resume: FileResumer{Path: resume, Interval: 20 * time.Millisecond}, ResumeHint: "echo true > " + resume, PausedFile: paused})
 	}()
 	waitFor(t, &out, "[debug] paused until resumed")
+	if b, err := os.ReadFile(paused); err != nil || string(b) != "debug\n" {
+		t.Fatalf("paused file while paused: %q %v", b, err)
+	}
 	// The workspace stays in place while paused, and the next step waits.
 	if _, err := os.Stat(filepath.Join(dir, "before.txt")); err != nil {
 		t.Fatalf("workspace while paused: %v", err)
@@ -183,6 +187,9 @@ func TestPauseWaitsForResume(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "after.txt")); err != nil {
 		t.Fatalf("the step after the pause did not run: %v", err)
+	}
+	if _, err := os.Stat(paused); !os.IsNotExist(err) {
+		t.Fatalf("the paused file outlived the pause: %v", err)
 	}
 }
 
