@@ -28,6 +28,12 @@ func (e *Engine) Plan(ctx context.Context, t Target, desired []render.Object, in
 		return ChangeSet{}, err
 	}
 	e.linkLiveOwners(ctx, items)
+	for _, it := range items {
+		// Apply would send the hash annotation; so must the dry-run.
+		if it.hash, err = hashObject(it.obj); err != nil {
+			return ChangeSet{}, fmt.Errorf("%s: hash %s: %w", it.src, it.ref, err)
+		}
+	}
 	changes := make([]Change, len(items))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.concurrency)
