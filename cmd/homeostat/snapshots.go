@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"sort"
 	"text/tabwriter"
 	"time"
 
@@ -66,6 +67,14 @@ func newSnapshotsListCommand(ns func() string) *cobra.Command {
 				var l v1alpha1.SnapshotList
 				err = c.List(cmd.Context(), &l, client.InNamespace(ns()))
 				items = l.Items
+				// Newest first, as for one Sync.
+				sort.Slice(items, func(i, j int) bool {
+					a, b := items[i].CreationTimestamp, items[j].CreationTimestamp
+					if !a.Equal(&b) {
+						return b.Before(&a)
+					}
+					return items[i].Name > items[j].Name
+				})
 			}
 			if err != nil {
 				return withCode(exitFailure, err)
