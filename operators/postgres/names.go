@@ -61,10 +61,12 @@ const (
 	binPath    = binMount + "/homeostat"
 	// copyMount is where the init container sees the shared volume: the
 	// homeostat image keeps its own binary at /homeostat.
-	copyMount     = "/shared"
-	postgresPort  = 5432
-	superuserName = "postgres"
-	replUserName  = "streaming_replica"
+	copyMount = "/shared"
+	// bootstrapS3Mount holds the restore source's S3 credentials.
+	bootstrapS3Mount = "/etc/homeostat/bootstrap-s3"
+	postgresPort     = 5432
+	superuserName    = "postgres"
+	replUserName     = "streaming_replica"
 )
 
 // InstanceName is the name of an instance's pod and volume claim.

@@ -91,7 +91,7 @@ func RestoreJob(pg *v1alpha1.Postgres, instance string, o Options) *batchv1.Job 
 		Name:         "restore",
 		Image:        main.Image,
 		Command:      args,
-		Env:          append(withoutS3Env(main.Env), s3Env(&fb.S3)...),
+		Env:          append(withoutS3Env(main.Env), bootstrapS3Env(&fb.S3)...),
 		VolumeMounts: main.VolumeMounts,
 		Resources:    main.Resources,
 	}
@@ -225,6 +225,14 @@ func podSpec(pg *v1alpha1.Postgres, instance string, args []string, o Options) c
 		volumes = append([]corev1.Volume{{Name: "pgdata", VolumeSource: corev1.VolumeSource{
 			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: instance}}}}, volumes...)
 	}
+	if bs := pg.Spec.Bootstrap; bs != nil && bs.FromBackup != nil {
+		// restore_command reads the source store until recovery ends; its
+		// credentials are files, so they stay out of postgresql.auto.conf
+		// and do not clash with this cluster's own store.
+		mounts = append(mounts, corev1.VolumeMount{Name: "bootstrap-s3", MountPath: bootstrapS3Mount, ReadOnly: true})
+		volumes = append(volumes, corev1.Volume{Name: "bootstrap-s3", VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{SecretName: bs.FromBackup.S3.SecretRef.Name}}})
+	}
 	return corev1.PodSpec{
 		TerminationGracePeriodSeconds: ptr.To[int64](60),
 		InitContainers: []corev1.Container{{
@@ -279,6 +287,22 @@ func s3Env(s *v1alpha1.S3Store) []corev1.EnvVar {
 	return append(env,
 		secretEnv("AWS_ACCESS_KEY_ID", s.SecretRef.Name, "AWS_ACCESS_KEY_ID"),
 		secretEnv("AWS_SECRET_ACCESS_KEY", s.SecretRef.Name, "AWS_SECRET_ACCESS_KEY"))
+}
+
+// bootstrapS3Env is the source store of a restore, with its credentials
+// read from the mounted secret (HOMEOSTAT_S3_CREDENTIALS_DIR), which the
+// restore_command it writes names too.
+func bootstrapS3Env(s *v1alpha1.S3Store) []corev1.EnvVar {
+	env := withoutS3Env(s3Env(s))
+	env = append(env, corev1.EnvVar{Name: "HOMEOSTAT_S3_ENDPOINT", Value: s.Endpoint},
+		corev1.EnvVar{Name: "HOMEOSTAT_S3_BUCKET", Value: s.Bucket}, corev1.EnvVar{Name: "HOMEOSTAT_S3_PREFIX", Value: s.Path})
+	if s.Region != "" {
+		env = append(env, corev1.EnvVar{Name: "HOMEOSTAT_S3_REGION", Value: s.Region})
+	}
+	if s.Insecure {
+		env = append(env, corev1.EnvVar{Name: "HOMEOSTAT_S3_INSECURE", Value: "true"})
+	}
+	return append(env, corev1.EnvVar{Name: "HOMEOSTAT_S3_CREDENTIALS_DIR", Value: bootstrapS3Mount})
 }
 
 func withoutS3Env(env []corev1.EnvVar) []corev1.EnvVar {
