@@ -15,14 +15,20 @@ import (
 	"homeostat.dev/homeostat/render/api/v1alpha1"
 )
 
-// TestCIClusterCommands runs resume, rerun and logs as real processes
-// against a real API server (one for all of them).
-func TestCIClusterCommands(t *testing.T) {
+// TestCIAgainstTheAPIServer starts one real API server for every CI test
+// of this package that needs one.
+func TestCIAgainstTheAPIServer(t *testing.T) {
 	env, err := testenv.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer env.Stop()
+	t.Run("commands", func(t *testing.T) { ciClusterCommands(t, env) })
+	t.Run("build end to end", func(t *testing.T) { ciBuildEndToEnd(t, env) })
+}
+
+// ciClusterCommands runs resume, rerun and logs as real processes.
+func ciClusterCommands(t *testing.T, env *testenv.Env) {
 	ctx := context.Background()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ci-cli-"}}
 	if err := env.Client.Create(ctx, ns); err != nil {
