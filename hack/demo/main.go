@@ -227,9 +227,9 @@ func (d *demo) startController(ctx context.Context) (func(), error) {
 	}
 	cmd := exec.CommandContext(ctx, d.homeostat, "controller",
 		"--kubeconfig", d.kubeconfig,
-		"--metrics-bind-address", "0",
-		"--health-probe-bind-address", freeAddr(),
-		"--webhook-bind-address", freeAddr(),
+		"--metrics-addr", "0",
+		"--health-addr", freeAddr(),
+		"--webhook-addr", "",
 		"--cache-dir", filepath.Join(d.dir, "cache"))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
