@@ -10,10 +10,11 @@ import (
 // the interleaved log of a build (or of `kubectl logs`) says which step
 // printed what. Partial lines wait for their newline or Flush.
 type prefixWriter struct {
-	mu     sync.Mutex
-	out    io.Writer
-	prefix []byte
-	buf    []byte
+	mu      sync.Mutex
+	out     io.Writer
+	prefix  []byte
+	buf     []byte // a partial line waiting for its newline
+	scratch []byte // prefix + line, reused so that steady output allocates nothing
 }
 
 func newPrefixWriter(out io.Writer, name string) *prefixWriter {
@@ -23,29 +24,33 @@ func newPrefixWriter(out io.Writer, name string) *prefixWriter {
 func (w *prefixWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
+			w.buf = append(w.buf, p...)
 			break
 		}
-		if err := w.line(w.buf[:i+1]); err != nil {
-			return len(p), err
+		err := w.line(p[:i+1])
+		p = p[i+1:]
+		if err != nil {
+			return n - len(p), err
 		}
-		w.buf = w.buf[i+1:]
 	}
 	// A step printing one endless line (a progress bar) must not grow the
 	// buffer without bound.
 	if len(w.buf) > 64<<10 {
-		err := w.line(append(w.buf, '\n'))
-		w.buf = w.buf[:0]
-		return len(p), err
+		return n, w.line([]byte{'\n'})
 	}
-	return len(p), nil
+	return n, nil
 }
 
+// line writes the prefix, any buffered partial line and l in one Write, so
+// lines of concurrent writers never interleave mid-line.
 func (w *prefixWriter) line(l []byte) error {
-	_, err := w.out.Write(append(append([]byte{}, w.prefix...), l...))
+	w.scratch = append(append(append(w.scratch[:0], w.prefix...), w.buf...), l...)
+	w.buf = w.buf[:0]
+	_, err := w.out.Write(w.scratch)
 	return err
 }
 
@@ -54,7 +59,6 @@ func (w *prefixWriter) Flush() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.buf) > 0 {
-		_ = w.line(append(w.buf, '\n'))
-		w.buf = nil
+		_ = w.line([]byte{'\n'})
 	}
 }
