@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -193,9 +192,4 @@ func SelectBackup(backups []Manifest, id string, t Target) (*Manifest, error) {
 		return b, nil
 	}
 	return nil, fmt.Errorf("%w: none of %d complete backups ended before the target", ErrNoBackup, len(backups))
-}
-
-// readAllLimit reads at most limit bytes; tar members we parse are small.
-func readAllLimit(r io.Reader, limit int64) ([]byte, error) {
-	return io.ReadAll(io.LimitReader(r, limit))
 }

@@ -1,21 +1,21 @@
 package backup
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -81,12 +81,17 @@ func Push(ctx context.Context, s Store, opts PushOptions) (*Manifest, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 64 << 10}
-	stdout, err := cmd.StdoutPipe()
+	stdout, stdoutW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
+	defer stdout.Close()
+	growPipe(stdout)
+	cmd.Stdout = stdoutW
 	log.Info("base backup starting", "backup", m.ID, "host", opts.Host, "port", opts.Port)
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	stdoutW.Close()
+	if err != nil {
 		return nil, fmt.Errorf("start pg_basebackup: %w", err)
 	}
 
@@ -95,33 +100,41 @@ func Push(ctx context.Context, s Store, opts PushOptions) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	scanR, scanW := io.Pipe()
-	var info tarInfo
-	scanDone := make(chan struct{})
-	go func() { defer close(scanDone); info = scanTar(scanR) }()
-
-	size, copyErr := io.Copy(io.MultiWriter(enc, scanW), stdout)
-	_ = scanW.Close()
-	<-scanDone
+	watch := newTarWatcher()
+	buf := make([]byte, 1<<20)
+	size, copyErr := io.CopyBuffer(io.MultiWriter(enc, watch), stdout, buf)
 	if copyErr != nil {
-		cancel()
+		cancel() // pg_basebackup may be blocked writing to us
 	}
+	info := watch.info()
 	waitErr := cmd.Wait()
-	if copyErr == nil {
+	if copyErr == nil && waitErr == nil {
 		copyErr = enc.Close()
+	} else {
+		cancel()
+		_ = enc.Close()
 	}
-	partsErr := parts.close()
+	partsErr := parts.close(copyErr == nil && waitErr == nil)
+	err = nil
 	switch {
 	case waitErr != nil:
-		return nil, fmt.Errorf("pg_basebackup: %w: %s", waitErr, strings.TrimSpace(stderr.String()))
+		err = fmt.Errorf("pg_basebackup: %w: %s", waitErr, strings.TrimSpace(stderr.String()))
 	case copyErr != nil:
-		return nil, fmt.Errorf("backup %s: compress and upload: %w", m.ID, errors.Join(copyErr, partsErr))
+		err = fmt.Errorf("backup %s: compress and upload: %w", m.ID, errors.Join(copyErr, partsErr))
 	case partsErr != nil:
-		return nil, fmt.Errorf("backup %s: upload: %w", m.ID, partsErr)
+		err = fmt.Errorf("backup %s: upload: %w", m.ID, partsErr)
 	case strings.Contains(stderr.String(), "WAL archiving is not enabled"):
-		return nil, fmt.Errorf("backup %s: the server does not archive WAL (archive_mode is off), so this backup could never be restored; turn on archiving to this store", m.ID)
+		err = fmt.Errorf("backup %s: the server does not archive WAL (archive_mode is off), so this backup could never be restored; turn on archiving to this store", m.ID)
 	case info.err != nil:
-		return nil, fmt.Errorf("backup %s: read the tar stream: %w", m.ID, info.err)
+		err = fmt.Errorf("backup %s: read the tar stream: %w", m.ID, info.err)
+	}
+	if err != nil {
+		// Best effort: what was uploaded is useless without a manifest, and
+		// retention removes it anyway if this cleanup fails.
+		if len(parts.parts) > 0 {
+			_ = Delete(context.WithoutCancel(ctx), s, m.ID)
+		}
+		return nil, err
 	}
 	m.StopTime = time.Now().UTC()
 	m.Size = size
@@ -227,9 +240,10 @@ func (p *partUploader) run() {
 	}
 }
 
-// close uploads the last, short part and waits for all uploads.
-func (p *partUploader) close() error {
-	if len(p.buf) > 0 && p.failed() == nil {
+// close uploads the last, short part (unless flush is false: the stream
+// failed) and waits for all uploads.
+func (p *partUploader) close(flush bool) error {
+	if flush && len(p.buf) > 0 && p.failed() == nil {
 		p.queue <- p.buf
 		p.buf = nil
 	}
@@ -248,53 +262,9 @@ type tarInfo struct {
 var labelStart = regexp.MustCompile(`START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+) \(file ([0-9A-F]{24})\)`)
 var labelTimeline = regexp.MustCompile(`START TIMELINE: (\d+)`)
 
-// scanTar reads backup_label, PG_VERSION and backup_manifest (which
-// pg_basebackup appends to a tar written to stdout) and always drains r, so
-// that the copy feeding it never blocks.
-func scanTar(r io.Reader) (info tarInfo) {
-	defer func() { _, _ = io.Copy(io.Discard, r) }()
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			info.err = err
-			return info
-		}
-		switch h.Name {
-		case "backup_label":
-			b, _ := readAllLimit(tr, 1<<20)
-			if m := labelStart.FindSubmatch(b); m != nil {
-				info.startLSN, info.startWAL = string(m[1]), string(m[2])
-			}
-			if m := labelTimeline.FindSubmatch(b); m != nil {
-				info.timeline, _ = strconv.Atoi(string(m[1]))
-			}
-		case "PG_VERSION":
-			b, _ := readAllLimit(tr, 64)
-			info.pgVersion = strings.TrimSpace(string(b))
-		case "backup_manifest":
-			var bm struct {
-				WALRanges []struct {
-					Timeline int    `json:"Timeline"`
-					StartLSN string `json:"Start-LSN"`
-					EndLSN   string `json:"End-LSN"`
-				} `json:"WAL-Ranges"`
-			}
-			if err := json.NewDecoder(tr).Decode(&bm); err != nil {
-				info.err = fmt.Errorf("backup_manifest: %w", err)
-				return info
-			}
-			if n := len(bm.WALRanges); n > 0 {
-				info.stopLSN = bm.WALRanges[n-1].EndLSN
-				info.timeline = bm.WALRanges[n-1].Timeline
-			}
-		}
-	}
-	if info.startLSN == "" || info.stopLSN == "" {
-		info.err = fmt.Errorf("no backup_label or backup_manifest in the stream from pg_basebackup")
-	}
-	return info
+// growPipe asks for a 1 MiB pipe buffer (Linux F_SETPIPE_SZ), so that
+// pg_basebackup and the compressor hand over large chunks instead of 64 KiB.
+func growPipe(f *os.File) {
+	const fSetPipeSz = 1031
+	_, _, _ = syscall.Syscall(syscall.SYS_FCNTL, f.Fd(), fSetPipeSz, 1<<20)
 }

@@ -3,6 +3,7 @@ package backup_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -111,5 +112,27 @@ func TestPushWhileWritingThenPointInTimeRestore(t *testing.T) {
 	}
 	if !rep.OK || rep.Backup != m.ID || len(rep.Databases) < 2 || rep.Relations == 0 || rep.Timeline != 2 {
 		t.Fatalf("verify report: %+v", rep)
+	}
+}
+
+// A server that does not archive WAL cannot produce a restorable backup:
+// push refuses and leaves nothing behind.
+func TestPushRefusesServerWithoutArchiving(t *testing.T) {
+	ctx := context.Background()
+	srv, err := pgtest.New(pgtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	store, err := minio.Open(ctx, "backups", "noarchive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = backup.Push(ctx, store, backup.PushOptions{Host: srv.SocketDir, Port: srv.Port, User: pgtest.Superuser})
+	if err == nil || !strings.Contains(err.Error(), "does not archive WAL") {
+		t.Fatalf("push from a server without archiving: %v", err)
+	}
+	if objs, _ := store.List(ctx, "basebackups/"); len(objs) != 0 {
+		t.Fatalf("a refused push left %d objects", len(objs))
 	}
 }

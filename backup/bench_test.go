@@ -1,0 +1,217 @@
+package backup_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+
+	"homeostat.dev/homeostat/backup"
+	"homeostat.dev/homeostat/backup/pgbin"
+	"homeostat.dev/homeostat/internal/pgtest"
+)
+
+// The benchmarks share one server with about 1 GiB of pgbench data (scale 70),
+// archiving to the shared MinIO. They run only with -bench; see BENCHMARKS.md.
+var bench struct {
+	once  sync.Once
+	srv   *pgtest.Server
+	store *backup.S3
+	err   error
+}
+
+const benchScale = 70
+
+func benchServer(b *testing.B) (*pgtest.Server, *backup.S3) {
+	b.Helper()
+	bench.once.Do(func() {
+		ctx := context.Background()
+		bench.store, bench.err = minio.Open(ctx, "bench", "pgbench")
+		if bench.err != nil {
+			return
+		}
+		bench.srv, bench.err = pgtest.New(pgtest.Options{
+			Settings: map[string]string{
+				"archive_mode":    "on",
+				"archive_command": backup.ArchiveCommand(homeostat, bench.store.Config()),
+				"max_wal_size":    "4GB",
+			},
+			Env: minio.Env(),
+		})
+		if bench.err != nil {
+			return
+		}
+		pgbench, err := pgbin.Path("pgbench")
+		if err != nil {
+			bench.err = err
+			return
+		}
+		cmd := exec.Command(pgbench, "-i", "-s", strconv.Itoa(benchScale), "-q", "-h", bench.srv.SocketDir, "-p", strconv.Itoa(bench.srv.Port), "-U", "postgres", "postgres")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			bench.err = fmt.Errorf("pgbench -i: %w: %s", err, out)
+		}
+	})
+	if bench.err != nil {
+		b.Fatal(bench.err)
+	}
+	return bench.srv, bench.store
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() {
+			n += info.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+// BenchmarkBaseBackup compares `backup push` (pg_basebackup -Ft to stdout,
+// zstd, parts to S3) with plain `pg_basebackup -Ft` to local disk on the same
+// database; MB/s is over the uncompressed tar.
+func BenchmarkBaseBackup(b *testing.B) {
+	srv, store := benchServer(b)
+	ctx := context.Background()
+	b.Run("push-s3-zstd", func(b *testing.B) {
+		var size, compressed int64
+		for i := 0; i < b.N; i++ {
+			m, err := backup.Push(ctx, store, backup.PushOptions{Host: srv.SocketDir, Port: srv.Port, User: "postgres"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			size, compressed = m.Size, m.CompressedSize
+			b.StopTimer()
+			if err := backup.Delete(ctx, store, m.ID); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		b.SetBytes(size)
+		b.ReportMetric(float64(size)/float64(compressed), "compression-ratio")
+	})
+	b.Run("pg_basebackup-local", func(b *testing.B) {
+		bin, err := pgbin.Path("pg_basebackup")
+		if err != nil {
+			b.Fatal(err)
+		}
+		var size int64
+		for i := 0; i < b.N; i++ {
+			dir := filepath.Join(b.TempDir(), "base")
+			cmd := exec.Command(bin, "-Ft", "-X", "none", "--checkpoint=fast", "-D", dir, "-h", srv.SocketDir, "-p", strconv.Itoa(srv.Port), "-U", "postgres")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("pg_basebackup: %v: %s", err, out)
+			}
+			size = dirSize(dir)
+			b.StopTimer()
+			_ = os.RemoveAll(dir)
+			b.StartTimer()
+		}
+		b.SetBytes(size)
+	})
+}
+
+// BenchmarkRestoreFiles compares writing a data directory from the S3 backup
+// (download, sha256, zstd, untar) with untarring the pg_basebackup copy from
+// local disk. WAL replay afterwards is the same for both and not included.
+func BenchmarkRestoreFiles(b *testing.B) {
+	srv, store := benchServer(b)
+	ctx := context.Background()
+	m, err := backup.Push(ctx, store, backup.PushOptions{Host: srv.SocketDir, Port: srv.Port, User: "postgres"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = backup.Delete(ctx, store, m.ID) })
+	b.Run("from-s3", func(b *testing.B) {
+		b.SetBytes(m.Size)
+		for i := 0; i < b.N; i++ {
+			to := filepath.Join(b.TempDir(), "data")
+			if _, err := backup.Restore(ctx, store, backup.RestoreOptions{To: to, BackupID: m.ID, RestoreCommand: "false"}); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			_ = os.RemoveAll(to)
+			b.StartTimer()
+		}
+	})
+	b.Run("pg_basebackup-tar-local", func(b *testing.B) {
+		bin, _ := pgbin.Path("pg_basebackup")
+		src := filepath.Join(b.TempDir(), "base")
+		cmd := exec.Command(bin, "-Ft", "-X", "none", "--checkpoint=fast", "-D", src, "-h", srv.SocketDir, "-p", strconv.Itoa(srv.Port), "-U", "postgres")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("pg_basebackup: %v: %s", err, out)
+		}
+		b.SetBytes(dirSize(src))
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			to := filepath.Join(b.TempDir(), "data")
+			if err := os.MkdirAll(to, 0o700); err != nil {
+				b.Fatal(err)
+			}
+			if out, err := exec.Command("tar", "-xf", filepath.Join(src, "base.tar"), "-C", to).CombinedOutput(); err != nil {
+				b.Fatalf("tar: %v: %s", err, out)
+			}
+			b.StopTimer()
+			_ = os.RemoveAll(to)
+			b.StartTimer()
+		}
+	})
+}
+
+// BenchmarkWALPush is the latency of archiving one 16 MiB segment of real
+// WAL: in process, and as archive_command runs it (a new process each time).
+func BenchmarkWALPush(b *testing.B) {
+	srv, store := benchServer(b)
+	segs, err := filepath.Glob(filepath.Join(srv.DataDir, "pg_wal", "0000000100000000000000*"))
+	if err != nil || len(segs) == 0 {
+		b.Fatalf("no WAL segment in %s: %v", srv.DataDir, err)
+	}
+	data, err := os.ReadFile(segs[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	seq := 0
+	next := func() string {
+		seq++
+		p := filepath.Join(dir, fmt.Sprintf("00000009%016X", seq))
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	ctx := context.Background()
+	wal, err := minio.Open(ctx, "bench", "walpush")
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = store
+	b.Run("in-process", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			p := next()
+			b.StartTimer()
+			if err := backup.WALPush(ctx, wal, p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("archive_command", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			p := next()
+			cmd := homeostatCmd(minio, "walpush", "backup", "wal-push", p)
+			b.StartTimer()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("wal-push: %v: %s", err, out)
+			}
+		}
+	})
+}
