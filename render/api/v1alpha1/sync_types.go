@@ -206,16 +206,16 @@ type SnapshotStatus struct {
 	Error string `json:"error,omitempty"`
 	// Created, Configured, Unchanged and Pruned count the change set.
 	// +optional
-	Created int32 `json:"created,omitempty"`
+	Created int32 `json:"created"`
 	// +optional
-	Configured int32 `json:"configured,omitempty"`
+	Configured int32 `json:"configured"`
 	// +optional
-	Unchanged int32 `json:"unchanged,omitempty"`
+	Unchanged int32 `json:"unchanged"`
 	// +optional
-	Pruned int32 `json:"pruned,omitempty"`
+	Pruned int32 `json:"pruned"`
 	// Changed is Created + Configured, for printing.
 	// +optional
-	Changed int32 `json:"changed,omitempty"`
+	Changed int32 `json:"changed"`
 	// Changes lists every object that was created, configured or pruned.
 	// +optional
 	Changes []Change `json:"changes,omitempty"`
