@@ -11,8 +11,10 @@ import (
 	"testing/fstest"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"homeostat.dev/homeostat/internal/testenv"
@@ -45,9 +47,11 @@ func TestExamplesAreAcceptedByTheAPIServer(t *testing.T) {
 		t.Fatal("examples/ rendered nothing")
 	}
 	ctx := context.Background()
+	// Strict, as server-side apply always is: an unknown field fails.
+	strict := client.WithFieldValidation(env.Client, metav1.FieldValidationStrict)
 	for _, o := range objs {
 		u := o.Object.DeepCopy()
-		if err := env.Client.Create(ctx, u); err != nil {
+		if err := strict.Create(ctx, u); err != nil {
 			t.Errorf("%s: create %s %s: %v", o.Source, u.GetKind(), u.GetName(), err)
 			continue
 		}
