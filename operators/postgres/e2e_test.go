@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,6 +39,7 @@ type story struct {
 
 func startStory(t *testing.T) *story {
 	t.Helper()
+	ctrl.SetLogger(logr.Discard())
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	dir, err := pgtest.TempDir("homeostat-pg-e2e-")
@@ -229,17 +231,18 @@ func TestPostgresStory(t *testing.T) {
 
 	// Rows committed after the backup, then a point in time to restore to.
 	insert(51, 100)
-	var target time.Time
-	if err := rw.QueryRowContext(s.ctx, `SELECT clock_timestamp()`).Scan(&target); err != nil {
+	// Recovery targets are whole seconds (metav1.Time): take the next
+	// second boundary after the second batch, and start the third after it.
+	var now time.Time
+	if err := rw.QueryRowContext(s.ctx, `SELECT clock_timestamp()`).Scan(&now); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1100 * time.Millisecond) // the target must lie strictly between the two batches
+	target := now.Truncate(time.Second).Add(time.Second)
+	s.eventually("the clock past the target", 5*time.Second, func() (bool, string) {
+		_ = rw.QueryRowContext(s.ctx, `SELECT clock_timestamp()`).Scan(&now)
+		return now.After(target.Add(200 * time.Millisecond)), now.String()
+	})
 	insert(101, 150)
-	if _, err := rw.ExecContext(s.ctx, `SELECT pg_switch_wal()`); err != nil {
-		// The app role may not switch WAL; the archive_timeout or the
-		// failover below closes the segment anyway.
-		t.Logf("pg_switch_wal as app role: %v", err)
-	}
 
 	// The primary's process dies: a replica is promoted with every row.
 	if err := s.kube.Kill(s.ns, oldPrimary); err != nil {
@@ -264,7 +267,37 @@ func TestPostgresStory(t *testing.T) {
 	pg = s.waitReady("shopdb", 3)
 	t.Logf("after failover: primary %s, instances %+v", pg.Status.Primary, pg.Status.Instances)
 
+	// Close the current WAL segment so the archive holds the target.
+	s.switchAndArchiveWAL("shopdb")
 	s.restoreToPointInTime(target)
+}
+
+// switchAndArchiveWAL ends the primary's WAL segment and waits until it is
+// archived, as archive_timeout would after a while.
+func (s *story) switchAndArchiveWAL(cluster string) {
+	t := s.t
+	var sec corev1.Secret
+	if err := env.Client.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: SecretName(cluster, SecretSuperuser)}, &sec); err != nil {
+		t.Fatal(err)
+	}
+	addr, err := s.kube.Resolve(s.ctx, s.ns, RWService(cluster))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := pgConn(addr, string(sec.Data["password"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var seg string
+	if err := db.QueryRowContext(s.ctx, `SELECT pg_walfile_name(pg_switch_wal())`).Scan(&seg); err != nil {
+		t.Fatal(err)
+	}
+	s.eventually("segment "+seg+" archived", 2*time.Minute, func() (bool, string) {
+		var last sql.NullString
+		err := db.QueryRowContext(s.ctx, `SELECT last_archived_wal FROM pg_stat_archiver`).Scan(&last)
+		return err == nil && last.String >= seg, fmt.Sprintf("last archived %q, err %v", last.String, err)
+	})
 }
 
 // restoreToPointInTime bootstraps a new cluster from shopdb's backup and WAL

@@ -102,7 +102,7 @@ func observeInstance(ctx context.Context, addr, password string) Observation {
 	if o.InRecovery {
 		err = db.QueryRowContext(ctx, `SELECT pg_last_wal_replay_lsn()::text,
 			COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text,
-			COALESCE((SELECT received_tli FROM pg_stat_wal_receiver)::text, '0')`).Scan(&cur, &recv, &tli)
+			COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))::text`).Scan(&cur, &recv, &tli)
 	} else {
 		err = db.QueryRowContext(ctx, `SELECT pg_current_wal_lsn()::text, pg_current_wal_lsn()::text,
 			('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int::text`).Scan(&cur, &recv, &tli)

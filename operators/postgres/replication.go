@@ -63,7 +63,8 @@ type Candidate struct {
 	// replication, the replica that received most holds every acknowledged
 	// commit.
 	Received LSN
-	// Timeline the replica is on; a higher timeline wins over a higher LSN.
+	// Timeline the replica is on; it breaks ties only, since a replica
+	// that lost its primary may no longer report the timeline it streams.
 	Timeline int64
 }
 
@@ -87,11 +88,11 @@ func ChoosePromotion(cands []Candidate) string {
 }
 
 func better(a, b Candidate) bool {
-	if a.Timeline != b.Timeline {
-		return a.Timeline > b.Timeline
-	}
 	if a.Received != b.Received {
 		return a.Received > b.Received
+	}
+	if a.Timeline != b.Timeline {
+		return a.Timeline > b.Timeline
 	}
 	return a.Name < b.Name
 }
