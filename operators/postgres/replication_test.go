@@ -50,12 +50,13 @@ func TestChoosePromotionPicksTheMostAdvancedReadyReplica(t *testing.T) {
 		cands []Candidate
 		want  string
 	}{
-		"none":               {nil, ""},
-		"none ready":         {[]Candidate{{Name: "a", Received: 9}}, ""},
-		"most received":      {[]Candidate{{Name: "a", Ready: true, Received: 5}, {Name: "b", Ready: true, Received: 9}}, "b"},
-		"not ready skipped":  {[]Candidate{{Name: "a", Ready: true, Received: 5}, {Name: "b", Received: 9}}, "a"},
-		"higher timeline":    {[]Candidate{{Name: "a", Ready: true, Received: 9, Timeline: 1}, {Name: "b", Ready: true, Received: 5, Timeline: 2}}, "b"},
-		"tie broken by name": {[]Candidate{{Name: "c", Ready: true, Received: 5}, {Name: "b", Ready: true, Received: 5}}, "b"},
+		"none":                 {nil, ""},
+		"none ready":           {[]Candidate{{Name: "a", Received: 9}}, ""},
+		"most received":        {[]Candidate{{Name: "a", Ready: true, Received: 5}, {Name: "b", Ready: true, Received: 9}}, "b"},
+		"not ready skipped":    {[]Candidate{{Name: "a", Ready: true, Received: 5}, {Name: "b", Received: 9}}, "a"},
+		"lsn before timeline":  {[]Candidate{{Name: "a", Ready: true, Received: 9, Timeline: 1}, {Name: "b", Ready: true, Received: 5, Timeline: 2}}, "a"},
+		"timeline breaks ties": {[]Candidate{{Name: "a", Ready: true, Received: 9, Timeline: 1}, {Name: "b", Ready: true, Received: 9, Timeline: 2}}, "b"},
+		"tie broken by name":   {[]Candidate{{Name: "c", Ready: true, Received: 5}, {Name: "b", Ready: true, Received: 5}}, "b"},
 	} {
 		if got := ChoosePromotion(tc.cands); got != tc.want {
 			t.Errorf("%s: ChoosePromotion = %q, want %q", name, got, tc.want)
