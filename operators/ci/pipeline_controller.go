@@ -13,10 +13,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"homeostat.dev/homeostat/render/api/v1alpha1"
@@ -50,7 +52,9 @@ func (r *PipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.triggers = make(chan event.GenericEvent, 64)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("pipeline").
-		For(&v1alpha1.Pipeline{}).
+		// Only spec changes: the status this controller writes after every
+		// poll must not cause the next poll.
+		For(&v1alpha1.Pipeline{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.triggers, &handler.EnqueueRequestForObject{})).
 		Complete(r)
 }

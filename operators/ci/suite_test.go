@@ -56,6 +56,12 @@ type controllers struct {
 // is a controller restart.
 func startControllers(t *testing.T, ns string) *controllers {
 	t.Helper()
+	return startControllersWith(t, ns, SourceGit{})
+}
+
+// startControllersWith is startControllers with the controllers' Git.
+func startControllersWith(t *testing.T, ns string, git Git) *controllers {
+	t.Helper()
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme: env.Scheme,
 		// Each test's controllers see only its namespace, so the leftovers
@@ -69,8 +75,8 @@ func startControllers(t *testing.T, ns string) *controllers {
 		t.Fatal(err)
 	}
 	c := &controllers{
-		pipelines: &PipelineReconciler{Client: mgr.GetClient()},
-		builds:    &BuildReconciler{Client: mgr.GetClient(), Pod: PodOptions{Image: "registry.example/homeostat:test"}},
+		pipelines: &PipelineReconciler{Client: mgr.GetClient(), Git: git},
+		builds:    &BuildReconciler{Client: mgr.GetClient(), Git: git, Pod: PodOptions{Image: "registry.example/homeostat:test"}},
 	}
 	if err := c.pipelines.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
