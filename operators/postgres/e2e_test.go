@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +33,8 @@ const testHomeostatImage = "ghcr.io/homeostat/homeostat:test"
 // manager, the kubelet harness running real PostgreSQL, and MinIO.
 type story struct {
 	t    *testing.T
+	dir  string
+	bin  string
 	ctx  context.Context
 	kube *kubelet.Kubelet
 	s3   *s3test.Server
@@ -87,7 +91,46 @@ func startStory(t *testing.T) *story {
 	if err := env.Client.Create(ctx, creds); err != nil {
 		t.Fatal(err)
 	}
-	return &story{t: t, ctx: ctx, kube: kube, s3: s3, ns: ns}
+	return &story{t: t, dir: dir, bin: bin, ctx: ctx, kube: kube, s3: s3, ns: ns}
+}
+
+// homeostat runs the homeostat binary against the test API server.
+func (s *story) homeostat(args ...string) string {
+	s.t.Helper()
+	cmd := exec.CommandContext(s.ctx, s.bin, append([]string{"--kubeconfig", env.Kubeconfig}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("homeostat %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	s.t.Logf("homeostat %s:\n%s", strings.Join(args, " "), out)
+	return string(out)
+}
+
+// commitAndSync commits a file to a git repository on disk, as a user's
+// push would, and syncs the repository with `homeostat sync --once`.
+func (s *story) commitAndSync(name, content string) {
+	s.t.Helper()
+	repo := filepath.Join(s.dir, "repo")
+	git := func(args ...string) {
+		s.t.Helper()
+		cmd := exec.Command("git", append([]string{"-C", repo, "-c", "user.name=test", "-c", "user.email=test@example.com"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			s.t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	if err := os.MkdirAll(repo, 0o755); err != nil {
+		s.t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(repo, ".git")); err != nil {
+		git("init", "-q", "-b", "main")
+	}
+	if err := os.WriteFile(filepath.Join(repo, name), []byte(content), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	git("add", name)
+	git("commit", "-q", "-m", "add "+name)
+	s.homeostat("sync", "--repo", "file://"+repo, "--once", "-n", s.ns, "--name", "shop",
+		"--cache-dir", filepath.Join(s.dir, "git-cache"), "--timeout", "4m")
 }
 
 // eventually polls cond until it holds or the deadline passes.
@@ -152,26 +195,34 @@ func (s *story) count(db *sql.DB) (int, error) {
 	return n, err
 }
 
-// TestPostgresStory is the whole story with real PostgreSQL and MinIO: three
-// instances with synchronous replication, rows written through NAME-rw read
-// from a replica, a backup in S3, the primary's process killed and the most
-// advanced replica promoted with every committed row, and a new cluster
-// restored from the backup to a point in time.
+// TestPostgresStory is the whole story with real PostgreSQL and MinIO: a
+// Postgres committed to a git repository and synced, three instances with
+// synchronous replication, rows written through NAME-rw read from a replica,
+// a backup in S3, the primary's process killed and the most advanced replica
+// promoted with every committed row, a switchover on request, and a new
+// cluster restored from the backup to a point in time.
 func TestPostgresStory(t *testing.T) {
 	s := startStory(t)
-	pg := &v1alpha1.Postgres{
-		ObjectMeta: metav1.ObjectMeta{Name: "shopdb", Namespace: s.ns},
-		Spec: v1alpha1.PostgresSpec{
-			Version: "16", Instances: 3, Synchronous: 1, Storage: v1alpha1.Storage{Size: "1Gi"}, Database: "shop",
-			FailoverDelay: &metav1.Duration{Duration: 3 * time.Second},
-			Backup: &v1alpha1.PostgresBackup{Keep: 2, S3: v1alpha1.S3Store{Endpoint: s.s3.Endpoint, Bucket: "pgbackups", Path: s.ns + "/shopdb", Insecure: true,
-				SecretRef: v1alpha1.LocalObjectReference{Name: "s3-creds"}}},
-		},
+	// The cluster as a user commits it; `homeostat sync --once` applies it
+	// and waits until it is healthy (Ready), with the operator running.
+	s.commitAndSync("shopdb.yaml", fmt.Sprintf(`apiVersion: homeostat.dev/v1alpha1
+kind: Postgres
+metadata: {name: shopdb, namespace: %[1]s}
+spec:
+  version: "16"
+  instances: 3
+  synchronous: 1
+  storage: {size: 1Gi}
+  database: shop
+  failoverDelay: 3s
+  backup:
+    s3: {endpoint: "%[2]s", bucket: pgbackups, path: %[1]s/shopdb, insecure: true, secretRef: {name: s3-creds}}
+    keep: 2
+`, s.ns, s.s3.Endpoint))
+	pg := s.waitReady("shopdb", 3)
+	if len(pg.Status.Instances) != 3 || pg.Status.Instances[0].Role != RolePrimary {
+		t.Errorf("instances = %+v", pg.Status.Instances)
 	}
-	if err := env.Client.Create(s.ctx, pg); err != nil {
-		t.Fatal(err)
-	}
-	pg = s.waitReady("shopdb", 3)
 	oldPrimary := pg.Status.Primary
 	t.Logf("cluster ready, primary %s, instances %+v", oldPrimary, pg.Status.Instances)
 
@@ -266,6 +317,22 @@ func TestPostgresStory(t *testing.T) {
 	}
 	pg = s.waitReady("shopdb", 3)
 	t.Logf("after failover: primary %s, instances %+v", pg.Status.Primary, pg.Status.Instances)
+
+	// A switchover on request: the primary is stopped cleanly and the most
+	// advanced replica takes over.
+	before := pg.Status.Primary
+	s.homeostat("pg", "switchover", "shopdb", "-n", s.ns)
+	s.eventually("switched over", 3*time.Minute, func() (bool, string) {
+		p := s.postgres("shopdb")
+		_, pending := p.Annotations[AnnotationSwitchover]
+		return p.Status.Primary != before && !pending, fmt.Sprintf("primary %s phase %s", p.Status.Primary, p.Status.Phase)
+	})
+	rw3 := s.db("shopdb", RWService("shopdb"))
+	s.eventually("every row after the switchover", 2*time.Minute, func() (bool, string) {
+		n, err := s.count(rw3)
+		return err == nil && n == 151, fmt.Sprintf("count %d, err %v", n, err)
+	})
+	pg = s.waitReady("shopdb", 3)
 
 	// Close the current WAL segment so the archive holds the target.
 	s.switchAndArchiveWAL("shopdb")
