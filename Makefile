@@ -9,7 +9,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GO_TEST_FLAGS ?= -count=1 -timeout 45m
 
-.PHONY: all build tools generate fmt vet verify test bench fuzz demo clean
+.PHONY: all build tools generate fmt vet lint verify test bench fuzz demo clean
 
 all: build
 
@@ -32,8 +32,12 @@ fmt:
 vet:
 	go vet ./...
 
-## verify: fails when generate or fmt would change the tree
-verify: generate fmt vet
+## lint: golangci-lint with the complexity caps of .golangci.yml
+lint:
+	go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run ./...
+
+## verify: fails when generate or fmt would change the tree, or lint finds something
+verify: generate fmt vet lint
 	git diff --exit-code
 
 ## test: every test, against the real API server, PostgreSQL and MinIO
