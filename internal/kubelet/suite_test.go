@@ -1,0 +1,50 @@
+package kubelet
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"homeostat.dev/homeostat/internal/testenv"
+)
+
+var (
+	env *testenv.Env
+	// fakeHomeostat stands in for the homeostat binary: the harness runs
+	// whatever Binary it is given, and these tests are about the harness.
+	fakeHomeostat string
+)
+
+const fakeScript = `#!/bin/sh
+cmd=$1; shift
+case "$cmd" in
+copy-self) cp "$0" "$1" ;;
+sleep) exec sleep "$1" ;;
+exit) exit "$1" ;;
+env) printf '%s' "$GREETING" > "$1" ;;
+serve) exec python3 -m http.server --bind 127.0.0.1 "$2" ;;
+esac
+`
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kubelet-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fakeHomeostat = filepath.Join(dir, "homeostat")
+	if err := os.WriteFile(fakeHomeostat, []byte(fakeScript), 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	env, err = testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start test API server:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
