@@ -16,7 +16,7 @@ import (
 // stopping at the first.
 func decodeStrict(d *document, into interface{}) []Problem {
 	var problems []Problem
-	checkValue(d, d.obj, reflect.TypeOf(into).Elem(), nil, &problems)
+	checkValue(d, d.obj, reflect.TypeOf(into).Elem(), make(fieldPath, 0, 8), &problems)
 	if len(problems) > 0 {
 		return problems
 	}
@@ -48,6 +48,9 @@ func asTypeError(err error, te **json.UnmarshalTypeError) bool {
 var unmarshalerType = reflect.TypeOf((*json.Unmarshaler)(nil)).Elem()
 
 // checkValue walks a decoded value alongside the Go type it is meant for.
+// It extends p in place (append, not at) to save an allocation per field:
+// the walk is depth-first and a problem formats its path at once, so
+// siblings overwriting each other's last segment is harmless.
 func checkValue(d *document, v interface{}, t reflect.Type, p fieldPath, out *[]Problem) {
 	if v == nil {
 		return // null is the zero value, as in JSON
@@ -78,10 +81,10 @@ func checkValue(d *document, v interface{}, t reflect.Type, p fieldPath, out *[]
 		for _, k := range sortedKeys(m) {
 			ft, known := fields[k]
 			if !known {
-				*out = append(*out, d.problem(p.at(k), "unknown field %q", k))
+				*out = append(*out, d.problem(append(p, pathSegment{key: k}), "unknown field %q", k))
 				continue
 			}
-			checkValue(d, m[k], ft, p.at(k), out)
+			checkValue(d, m[k], ft, append(p, pathSegment{key: k}), out)
 		}
 	case reflect.Map:
 		m, ok := v.(map[string]interface{})
@@ -90,7 +93,7 @@ func checkValue(d *document, v interface{}, t reflect.Type, p fieldPath, out *[]
 			return
 		}
 		for _, k := range sortedKeys(m) {
-			checkValue(d, m[k], t.Elem(), p.at(k), out)
+			checkValue(d, m[k], t.Elem(), append(p, pathSegment{key: k}), out)
 		}
 	case reflect.Slice:
 		s, ok := v.([]interface{})
@@ -99,7 +102,7 @@ func checkValue(d *document, v interface{}, t reflect.Type, p fieldPath, out *[]
 			return
 		}
 		for i, e := range s {
-			checkValue(d, e, t.Elem(), p.index(i), out)
+			checkValue(d, e, t.Elem(), append(p, pathSegment{index: i, isIndex: true}), out)
 		}
 	case reflect.String:
 		if _, ok := v.(string); !ok {
