@@ -143,6 +143,12 @@ func BenchmarkFetchOneAppChanged(b *testing.B) {
 	url = url[:len(url)-len("repo.git")] + "apps.git"
 	f := &Fetcher{CacheDir: b.TempDir()}
 	ctx := context.Background()
+	// Two fetches first, so that there is an old tree to patch (the second
+	// fetch of a cache writes a whole tree once).
+	if _, err := f.Fetch(ctx, "ns/apps", url, Ref{}, Auth{}); err != nil {
+		b.Fatal(err)
+	}
+	r.commit("bump app-0007", appFiles7(0))
 	if _, err := f.Fetch(ctx, "ns/apps", url, Ref{}, Auth{}); err != nil {
 		b.Fatal(err)
 	}

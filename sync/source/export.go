@@ -1,11 +1,8 @@
 package source
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -14,6 +11,7 @@ import (
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 )
 
 // exportTree writes a commit's tree into dir (which must not exist), like
@@ -99,16 +97,8 @@ func writeBlob(f *object.File, dst string) error {
 // applyDiff turns dir, a checkout of from, into a checkout of to by touching
 // only the paths that differ. All access goes through an os.Root, so no
 // symlink from either tree can lead a write outside dir.
-func applyDiff(ctx context.Context, from, to *object.Commit, dir string) error {
-	ft, err := from.Tree()
-	if err != nil {
-		return fmt.Errorf("tree of commit %s: %w", from.Hash, err)
-	}
-	tt, err := to.Tree()
-	if err != nil {
-		return fmt.Errorf("tree of commit %s: %w", to.Hash, err)
-	}
-	changes, err := object.DiffTreeWithOptions(ctx, ft, tt, &object.DiffTreeOptions{})
+func applyDiff(st storer.EncodedObjectStorer, from, to *object.Commit, dir string) error {
+	d, err := commitDiff(st, from, to)
 	if err != nil {
 		return fmt.Errorf("diff %s..%s: %w", from.Hash, to.Hash, err)
 	}
@@ -118,30 +108,24 @@ func applyDiff(ctx context.Context, from, to *object.Commit, dir string) error {
 	}
 	defer root.Close()
 	// Removals first, so a file may become a folder and a folder a file.
-	for _, ch := range changes {
-		if ch.From.Name == "" || ch.From.TreeEntry.Mode == filemode.Submodule {
-			continue
-		}
-		if err := checkTreePath(ch.From.Name); err != nil {
+	for _, p := range d.remove {
+		if err := checkTreePath(p); err != nil {
 			return err
 		}
-		if err := root.Remove(filepath.FromSlash(ch.From.Name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := root.RemoveAll(filepath.FromSlash(p)); err != nil {
 			return err
 		}
-		removeEmptyParents(root, ch.From.Name)
+		removeEmptyParents(root, p)
 	}
-	for _, ch := range changes {
-		if ch.To.Name == "" || ch.To.TreeEntry.Mode == filemode.Submodule {
-			continue
-		}
-		if err := checkTreePath(ch.To.Name); err != nil {
+	for _, w := range d.write {
+		if err := checkTreePath(w.path); err != nil {
 			return err
 		}
-		f, err := ch.To.Tree.TreeEntryFile(&ch.To.TreeEntry)
+		f, err := w.tree.TreeEntryFile(&w.entry)
 		if err != nil {
-			return fmt.Errorf("read %s: %w", ch.To.Name, err)
+			return fmt.Errorf("read %s: %w", w.path, err)
 		}
-		f.Name = ch.To.Name
+		f.Name = w.path
 		if err := writeInRoot(root, f); err != nil {
 			return err
 		}
@@ -192,8 +176,21 @@ func writeInRoot(root *os.Root, f *object.File) error {
 
 // treeComplete reports whether every tree and blob of a commit is in the
 // store: after an incremental fetch from a shallow clone, a server may leave
-// out objects it believes we have from history we never fetched.
-func treeComplete(repo *git.Repository, c *object.Commit) error {
+// out objects it believes we have from history we never fetched. With a base
+// commit known to be complete, only what differs from it is checked.
+func treeComplete(repo *git.Repository, c, base *object.Commit) error {
+	if base != nil {
+		d, err := commitDiff(repo.Storer, base, c)
+		if err != nil {
+			return fmt.Errorf("tree of %s: %w", c.Hash, err)
+		}
+		for _, w := range d.write {
+			if err := repo.Storer.HasEncodedObject(w.entry.Hash); err != nil {
+				return fmt.Errorf("%s of %s: %w", w.path, c.Hash, err)
+			}
+		}
+		return nil
+	}
 	tree, err := c.Tree()
 	if err != nil {
 		return err

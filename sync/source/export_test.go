@@ -1,7 +1,6 @@
 package source
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,7 +39,7 @@ func TestApplyDiffMatchesExport(t *testing.T) {
 			if err := exportTree(from, dir); err != nil {
 				t.Fatal(err)
 			}
-			if err := applyDiff(context.Background(), from, to, dir); err != nil {
+			if err := applyDiff(r.repo.Storer, from, to, dir); err != nil {
 				t.Fatalf("%d -> %d: %v", i, j, err)
 			}
 			want := filepath.Join(t.TempDir(), "want")
@@ -146,7 +145,7 @@ func TestExportRefusesHostileTrees(t *testing.T) {
 	if err := exportTree(from, dir); err != nil {
 		t.Fatal(err)
 	}
-	err := applyDiff(context.Background(), from, to, dir)
+	err := applyDiff(c.st, from, to, dir)
 	if _, statErr := os.Stat(filepath.Join(outside, "evil")); statErr == nil {
 		t.Fatalf("patch wrote through a symlink out of the checkout (err %v)", err)
 	}
@@ -159,7 +158,7 @@ func TestTreeCompleteFindsMissingObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := treeComplete(r.repo, commit); err != nil {
+	if err := treeComplete(r.repo, commit, nil); err != nil {
 		t.Fatalf("complete tree reported incomplete: %v", err)
 	}
 	// Remove one blob from the loose objects, as a server that assumed we
@@ -173,7 +172,23 @@ func TestTreeCompleteFindsMissingObjects(t *testing.T) {
 	if err := os.Remove(filepath.Join(r.dir, "objects", hs[:2], hs[2:])); err != nil {
 		t.Fatal(err)
 	}
-	if err := treeComplete(r.repo, commit); err == nil || !strings.Contains(err.Error(), "a/b.yaml") {
+	if err := treeComplete(r.repo, commit, nil); err == nil || !strings.Contains(err.Error(), "a/b.yaml") {
 		t.Errorf("missing blob not reported: %v", err)
+	}
+	// Against a base, only what changed is checked: a missing blob that the
+	// base has is not looked for, one that changed is.
+	next := r.commit("two", map[string]string{"c.yaml": "c2\n"})
+	nextCommit, _ := r.repo.CommitObject(plumbing.NewHash(next))
+	if err := treeComplete(r.repo, nextCommit, commit); err != nil {
+		t.Errorf("unchanged part checked against the base: %v", err)
+	}
+	changed, _ := nextCommit.Tree()
+	cf, _ := changed.File("c.yaml")
+	ch := cf.Hash.String()
+	if err := os.Remove(filepath.Join(r.dir, "objects", ch[:2], ch[2:])); err != nil {
+		t.Fatal(err)
+	}
+	if err := treeComplete(r.repo, nextCommit, commit); err == nil || !strings.Contains(err.Error(), "c.yaml") {
+		t.Errorf("missing changed blob not reported against the base: %v", err)
 	}
 }

@@ -10,11 +10,14 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/go-git/go-billy/v5/osfs"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	gitcache "github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
 // Fetcher keeps one cached clone per key (one per Sync) under CacheDir and
@@ -99,6 +102,7 @@ func (f *Fetcher) Fetch(ctx context.Context, key, rawURL string, ref Ref, auth A
 	if err != nil {
 		return Revision{}, err
 	}
+	defer c.close()
 	// A finished tree of a commit in the store means its objects were all
 	// here; only otherwise is the store checked and, if need be, fetched
 	// into. (Trees outlive a change of URL; the commit must be in this one.)
@@ -220,11 +224,12 @@ func (f *Fetcher) remember(key, url string, ref Ref, rev Revision) {
 // cache is the on-disk state of one key.
 type cache struct {
 	repoHolder
+	st                    *filesystem.Storage
 	dir, gitDir, treesDir string
 }
 
 // openCache opens (or creates) the cache of one key; a cache that belongs to
-// another URL, or that cannot be opened, is started over.
+// another URL, or that cannot be opened, is started over. Close it after use.
 func openCache(dir, url string) (*cache, error) {
 	c := &cache{dir: dir, gitDir: filepath.Join(dir, "git"), treesDir: filepath.Join(dir, "trees")}
 	c.reset = c.startOver
@@ -238,30 +243,67 @@ func openCache(dir, url string) (*cache, error) {
 			return nil, err
 		}
 		if err := os.WriteFile(urlFile, []byte(url), 0o644); err != nil {
+			c.close()
 			return nil, fmt.Errorf("fetch cache %s: %w", dir, err)
 		}
 		return c, nil
 	}
-	repo, err := git.PlainOpen(c.gitDir)
+	st := c.storage()
+	repo, err := git.Open(st, nil)
 	if err != nil {
+		st.Close()
 		return c, c.startOver()
 	}
-	c.repo = repo
+	c.repo, c.st = repo, st
 	return c, nil
+}
+
+// storage opens the store with its pack files kept open for the whole
+// Fetch instead of reopened for every object read. (Not ExclusiveAccess:
+// that caches the list of packs, and a fetch adds one.)
+func (c *cache) storage() *filesystem.Storage {
+	return filesystem.NewStorageWithOptions(osfs.New(c.gitDir), gitcache.NewObjectLRU(16*gitcache.MiByte),
+		filesystem.Options{KeepDescriptors: true})
+}
+
+func (c *cache) close() {
+	if c.st != nil {
+		_ = c.st.Close()
+		c.st = nil
+	}
 }
 
 // startOver replaces the git repository with an empty one; checked-out
 // trees are kept, so the last good revision stays readable.
 func (c *cache) startOver() error {
+	c.close()
 	if err := os.RemoveAll(c.gitDir); err != nil {
 		return fmt.Errorf("fetch cache %s: %w", c.dir, err)
 	}
-	repo, err := git.PlainInit(c.gitDir, true)
+	st := c.storage()
+	repo, err := git.Init(st, nil)
 	if err != nil {
+		st.Close()
 		return fmt.Errorf("fetch cache %s: %w", c.dir, err)
 	}
-	c.repo = repo
+	c.repo, c.st = repo, st
 	return nil
+}
+
+// tooManyPacks: every incremental fetch adds a small pack, and every object
+// lookup consults each pack's index; past this many, the next fetch starts
+// over with one shallow pack.
+const tooManyPacks = 50
+
+func (c *cache) packCount() int {
+	entries, _ := os.ReadDir(filepath.Join(c.gitDir, "objects", "pack"))
+	n := 0
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".pack") {
+			n++
+		}
+	}
+	return n
 }
 
 // fetchRef fetches one branch or tag and returns the commit it points to
@@ -274,18 +316,21 @@ func (c *cache) fetchRef(ctx context.Context, s *session, name plumbing.Referenc
 	fetch := func(depth int) func() error {
 		return func() error { return s.fetch(ctx, "fetch", c.repo.Storer, depth, spec) }
 	}
-	var strategies []func() error
-	if refs, err := c.repo.References(); err == nil {
-		if n := countRefs(refs); n > 0 {
-			strategies = append(strategies, fetch(0))
-		}
-	}
-	strategies = append(strategies, fetch(1), func() error {
+	fresh := func() error {
 		if err := c.startOver(); err != nil {
 			return err
 		}
 		return fetch(1)()
-	})
+	}
+	var strategies []func() error
+	switch refs, err := c.repo.References(); {
+	case err != nil || countRefs(refs) == 0:
+		strategies = []func() error{fetch(1), fresh}
+	case c.packCount() >= tooManyPacks:
+		strategies = []func() error{fresh}
+	default:
+		strategies = []func() error{fetch(0), fetch(1), fresh}
+	}
 	var lastErr error
 	for _, try := range strategies {
 		err := try()
@@ -317,13 +362,18 @@ func countRefs(it storer.ReferenceIter) int {
 	return n
 }
 
-// complete reports whether the commit and its whole tree are in the store.
+// complete reports whether the commit and its whole tree are in the store;
+// the current checkout's commit, whose tree was complete, serves as a base.
 func (c *cache) complete(h plumbing.Hash) error {
 	commit, err := c.repo.CommitObject(h)
 	if err != nil {
 		return err
 	}
-	return treeComplete(c.repo, commit)
+	var base *object.Commit
+	if cur, err := os.ReadFile(filepath.Join(c.dir, "current")); err == nil && fullHash.Match(cur) {
+		base, _ = c.repo.CommitObject(plumbing.NewHash(string(cur)))
+	}
+	return treeComplete(c.repo, commit, base)
 }
 
 // checkout makes trees/<commit>: complete or absent, since it is built under
@@ -373,7 +423,7 @@ func (c *cache) buildTree(ctx context.Context, commit *object.Commit, current st
 	}
 	if old, from := c.recyclable(current); old != "" {
 		if err := os.Rename(old, tmp); err == nil {
-			if err := applyDiff(ctx, from, commit, tmp); err == nil {
+			if err := applyDiff(c.repo.Storer, from, commit, tmp); err == nil {
 				return tmp, nil
 			}
 			// A tree we cannot patch is rewritten whole.
