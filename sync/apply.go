@@ -81,6 +81,9 @@ func (e *Engine) Apply(ctx context.Context, t Target, desired []render.Object, i
 	if err := e.resolve(t, rest); err != nil {
 		return cs, err
 	}
+	if err := duplicates(items); err != nil {
+		return cs, err
+	}
 	stages := make([][]*item, stageChildren+1)
 	for _, it := range rest {
 		s := stageObjects
@@ -129,8 +132,8 @@ func prepare(t Target, desired []render.Object) ([]*item, error) {
 	return items, nil
 }
 
-// resolve looks up each object's resource, gives namespaced objects without
-// a namespace the default one, and rejects duplicates.
+// resolve looks up each object's resource and gives namespaced objects
+// without a namespace the default one.
 func (e *Engine) resolve(t Target, items []*item) error {
 	var errs []error
 	for _, it := range items {
@@ -149,6 +152,21 @@ func (e *Engine) resolve(t Target, items []*item) error {
 			it.obj.SetNamespace("")
 		}
 		it.ref = RefOf(it.obj)
+	}
+	return errors.Join(errs...)
+}
+
+// duplicates rejects a desired set that names one object twice: which of
+// the two would win is not something to leave to chance.
+func duplicates(items []*item) error {
+	seen := make(map[string]*item, len(items))
+	var errs []error
+	for _, it := range items {
+		if prev, ok := seen[it.ref.ID()]; ok {
+			errs = append(errs, fmt.Errorf("%s: %s is also defined in %s", it.src, it.ref, prev.src))
+			continue
+		}
+		seen[it.ref.ID()] = it
 	}
 	return errors.Join(errs...)
 }
@@ -244,9 +262,18 @@ func (e *Engine) applyStage(ctx context.Context, items []*item, inv Inventory, u
 		return err
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("apply failed for %d object(s): %s", len(failed), strings.Join(failed, "; "))
+		return fmt.Errorf("apply failed for %d object(s): %s", len(failed), listSome(failed, 5))
 	}
 	return nil
+}
+
+// listSome joins the first n messages and counts the rest, so that a
+// thousand failures make a readable condition message.
+func listSome(msgs []string, n int) string {
+	if len(msgs) <= n {
+		return strings.Join(msgs, "; ")
+	}
+	return fmt.Sprintf("%s; and %d more", strings.Join(msgs[:n], "; "), len(msgs)-n)
 }
 
 // applyOne decides whether an object needs sending and sends it.

@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -72,5 +73,20 @@ func TestApplyConfiguresOnlyWhatChanged(t *testing.T) {
 	}
 	if cm.Data["k"] != "changed" {
 		t.Fatalf("a not updated: %v", cm.Data)
+	}
+}
+
+func TestApplyRejectsDuplicatesNamingBothFiles(t *testing.T) {
+	ns := namespace(t, "apply-dup")
+	e, w := newEngine(t)
+	tg := Target{Name: "s", Namespace: ns, DefaultNamespace: ns}
+	a, b := configMap("a", map[string]any{"k": "1"}), configMap("a", map[string]any{"k": "2"})
+	b.Source.File = "other/a.yaml"
+	_, err := e.Apply(context.Background(), tg, []render.Object{a, b}, nil)
+	if err == nil || !strings.Contains(err.Error(), "apps/a.yaml") || !strings.Contains(err.Error(), "other/a.yaml") {
+		t.Fatalf("want an error naming both files, got %v", err)
+	}
+	if w.n.Load() != 0 {
+		t.Fatalf("a rejected set was written: %v", w.paths)
 	}
 }

@@ -207,7 +207,7 @@ func BenchmarkSync1000Apps(b *testing.B) {
 		noopFreshWrites := fw.n.Load()
 
 		// A commit that changes one App.
-		changed := renderApps(b, p+"sync-", func(i int) string {
+		changed := renderApps(b, p+"sync1-", func(i int) string {
 			if i == 7 {
 				return "v2"
 			}

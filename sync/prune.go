@@ -3,7 +3,6 @@ package sync
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"golang.org/x/sync/errgroup"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -47,7 +46,7 @@ func (e *Engine) Prune(ctx context.Context, t Target, stale Inventory) (ChangeSe
 			}
 		}
 		if len(failed) > 0 {
-			return cs, fmt.Errorf("prune failed for %d object(s): %s", len(failed), strings.Join(failed, "; "))
+			return cs, fmt.Errorf("prune failed for %d object(s): %s", len(failed), listSome(failed, 5))
 		}
 	}
 	return cs, ctx.Err()
