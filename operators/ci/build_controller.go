@@ -73,8 +73,10 @@ func (r *BuildReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // Reconcile moves one build along; its status is written here and only here.
 func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	// Read past the cache: acting on a stale Build (one that another
+	// reconcile just finished) would send its notifications twice.
 	var b v1alpha1.Build
-	if err := r.Client.Get(ctx, req.NamespacedName, &b); err != nil {
+	if err := r.APIReader.Get(ctx, req.NamespacedName, &b); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	before := b.DeepCopy()
@@ -82,7 +84,12 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	b.Status.ObservedGeneration = b.Generation
 	setConditions(&b)
 	if !equality.Semantic.DeepEqual(before.Status, b.Status) {
-		if perr := r.Client.Status().Patch(ctx, &b, client.MergeFrom(before)); perr != nil && !apierrors.IsNotFound(perr) {
+		patch := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
+		perr := r.Client.Status().Patch(ctx, &b, patch)
+		switch {
+		case apierrors.IsConflict(perr):
+			return ctrl.Result{RequeueAfter: time.Second}, err // changed meanwhile: look again
+		case perr != nil && !apierrors.IsNotFound(perr):
 			return ctrl.Result{}, errors.Join(err, fmt.Errorf("patch build status: %w", perr))
 		}
 	}
@@ -206,11 +213,12 @@ func (r *BuildReconciler) stepsFile(ctx context.Context, b *v1alpha1.Build, p *v
 // build's result, and a pod that outlives its deadline is stopped.
 func (r *BuildReconciler) track(ctx context.Context, b *v1alpha1.Build) (ctrl.Result, error) {
 	var pod corev1.Pod
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: b.Status.Pod}, &pod)
+	key := types.NamespacedName{Namespace: b.Namespace, Name: b.Status.Pod}
+	err := r.Client.Get(ctx, key, &pod)
 	if apierrors.IsNotFound(err) {
-		if r.now().Sub(startedAt(b)) < time.Minute { // the cache may not have it yet
-			return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
-		}
+		err = r.APIReader.Get(ctx, key, &pod) // the cache may lag behind a fresh pod
+	}
+	if apierrors.IsNotFound(err) {
 		fail(b, fmt.Sprintf("build pod %s was deleted", b.Status.Pod))
 		return r.finish(ctx, b)
 	}
@@ -231,7 +239,7 @@ func (r *BuildReconciler) track(ctx context.Context, b *v1alpha1.Build) (ctrl.Re
 		collect(b, &pod)
 		return r.finish(ctx, b)
 	}
-	b.Status.Phase, b.Status.Message = v1alpha1.BuildRunning, ""
+	b.Status.Phase, b.Status.Message = v1alpha1.BuildRunning, waitingMessage(&pod)
 	if agentReady(&pod) {
 		b.Status.Phase = v1alpha1.BuildPaused
 		b.Status.Message = fmt.Sprintf("paused: kubectl exec -it %s -c %s -- sh; then homeostat ci resume %s", pod.Name, agentName, b.Name)
@@ -262,6 +270,23 @@ func permanentGitError(err error) bool {
 		}
 	}
 	return false
+}
+
+// waitingMessage says why a container of the pod is not running yet (a
+// missing secret, an image that cannot be pulled), "" when nothing is stuck.
+func waitingMessage(pod *corev1.Pod) string {
+	for _, cs := range append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
+		w := cs.State.Waiting
+		if w == nil || w.Reason == "" || w.Reason == "PodInitializing" || w.Reason == "ContainerCreating" {
+			continue
+		}
+		msg := fmt.Sprintf("container %s waiting: %s", cs.Name, w.Reason)
+		if w.Message != "" {
+			msg += ": " + w.Message
+		}
+		return msg
+	}
+	return ""
 }
 
 // agentReady is the agent's readiness, which its probe turns on exactly

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,9 @@ import (
 
 // env is the one real API server of this package's tests.
 var env *testenv.Env
+
+// clockSkew moves the Build controllers' clock forward, for deadlines.
+var clockSkew atomic.Int64
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()})))
@@ -76,7 +80,8 @@ func startControllersWith(t *testing.T, ns string, git Git) *controllers {
 	}
 	c := &controllers{
 		pipelines: &PipelineReconciler{Client: mgr.GetClient(), Git: git},
-		builds:    &BuildReconciler{Client: mgr.GetClient(), Git: git, Pod: PodOptions{Image: "registry.example/homeostat:test"}},
+		builds: &BuildReconciler{Client: mgr.GetClient(), Git: git, Pod: PodOptions{Image: "registry.example/homeostat:test"},
+			Now: func() time.Time { return time.Now().Add(time.Duration(clockSkew.Load())) }},
 	}
 	if err := c.pipelines.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
