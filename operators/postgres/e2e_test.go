@@ -217,7 +217,8 @@ spec:
   failoverDelay: 3s
   backup:
     s3: {endpoint: "%[2]s", bucket: pgbackups, path: %[1]s/shopdb, insecure: true, secretRef: {name: s3-creds}}
-    keep: 2
+    schedule: "@every 30s"
+    keep: 7
 `, s.ns, s.s3.Endpoint))
 	pg := s.waitReady("shopdb", 3)
 	if len(pg.Status.Instances) != 3 || pg.Status.Instances[0].Role != RolePrimary {
@@ -271,10 +272,34 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms, _, err := backup.List(s.ctx, store)
-	if err != nil || len(ms) != 1 || ms[0].ID != bk.Status.BackupID {
-		t.Fatalf("backups in S3: %+v, %v; want %s", ms, err, bk.Status.BackupID)
+	inStore := func(id string) bool {
+		ms, _, err := backup.List(s.ctx, store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			if m.ID == id {
+				return true
+			}
+		}
+		return false
 	}
+	if !inStore(bk.Status.BackupID) {
+		t.Fatalf("backup %s is not in S3", bk.Status.BackupID)
+	}
+	// The schedule creates Backups too.
+	s.eventually("a scheduled backup completed and in S3", 3*time.Minute, func() (bool, string) {
+		var l v1alpha1.BackupList
+		if err := env.Client.List(s.ctx, &l, client.InNamespace(s.ns), client.MatchingLabels{LabelScheduled: "true"}); err != nil {
+			return false, err.Error()
+		}
+		for _, b := range l.Items {
+			if b.Status.Phase == v1alpha1.BackupCompleted && inStore(b.Status.BackupID) {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d scheduled backups", len(l.Items))
+	})
 	s.eventually("lastBackup in the cluster status", time.Minute, func() (bool, string) {
 		p := s.postgres("shopdb")
 		return p.Status.LastBackup != nil && p.Status.FirstRecoverabilityPoint != nil, fmt.Sprintf("%v", p.Status.LastBackup)
