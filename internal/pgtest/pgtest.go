@@ -247,9 +247,20 @@ func (s *Server) Close() error {
 	return err
 }
 
+// EnvTestBinary names a prebuilt homeostat binary for BuildHomeostat to use
+// instead of building one (it must be executable by the postgres account).
+const EnvTestBinary = "HOMEOSTAT_TEST_BINARY"
+
 // BuildHomeostat builds ./cmd/homeostat of this module into dir and returns
-// the binary's path; a package's TestMain calls it once.
+// the binary's path; a package's TestMain calls it once. $HOMEOSTAT_TEST_BINARY
+// overrides it with a prebuilt binary.
 func BuildHomeostat(dir string) (string, error) {
+	if p := os.Getenv(EnvTestBinary); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%s: %w", EnvTestBinary, err)
+		}
+		return p, nil
+	}
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
