@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
@@ -216,5 +217,21 @@ func (a Auth) sshMethod(ep endpoint) (transport.AuthMethod, error) {
 	keys := &gitssh.PublicKeys{User: user, Signer: signer}
 	keys.HostKeyCallback = hk.callback
 	keys.HostKeyAlgorithms = hk.algorithms(ep.sshHostWithPort())
-	return keys, nil
+	return sshKeys{keys}, nil
+}
+
+// sshConnectTimeout bounds the TCP connect of an SSH session, which go-git
+// does not tie to the context (reads and writes after it are).
+const sshConnectTimeout = 30 * time.Second
+
+// sshKeys is go-git's public key auth with a connect timeout.
+type sshKeys struct{ *gitssh.PublicKeys }
+
+func (k sshKeys) ClientConfig() (*ssh.ClientConfig, error) {
+	cfg, err := k.PublicKeys.ClientConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Timeout = sshConnectTimeout
+	return cfg, nil
 }

@@ -119,6 +119,8 @@ func classify(ctx context.Context, op string, ep endpoint, auth Auth, err error)
 		return newError(op, ep, ErrRepositoryNotFound, "repository not found on "+host, secrets)
 	case anyIs(err, transport.ErrEmptyRemoteRepository):
 		return newError(op, ep, ErrRefNotFound, "repository is empty: it has no branches", secrets)
+	case errors.Is(ctxErr, context.Canceled):
+		return newError(op, ep, nil, "cancelled", secrets, ctxErr)
 	case ctxErr != nil:
 		return newError(op, ep, ErrUnreachable, "git server "+host+" did not answer in time: "+ctxErr.Error(), secrets, ctxErr)
 	case isNetwork(err):

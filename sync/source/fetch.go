@@ -27,6 +27,7 @@ import (
 // Layout of CacheDir/<escaped key>/: git/ (a bare repository, shallow where
 // possible), trees/<commit>/ (checked-out trees: the current one and the
 // previous one), url (the repository the cache belongs to), current.
+// One Fetcher per CacheDir: the per-key serialization is within a process.
 type Fetcher struct {
 	// CacheDir holds the caches; created if missing.
 	CacheDir string
@@ -132,6 +133,27 @@ func (f *Fetcher) Fetch(ctx context.Context, key, rawURL string, ref Ref, auth A
 	rev := revisionOf(ref, commit, treeDir)
 	f.remember(key, s.ep.display, ref, rev)
 	return rev, nil
+}
+
+// Remove deletes the cache of key, for a Sync that was deleted. It waits for
+// a Fetch of the same key to finish first.
+func (f *Fetcher) Remove(ctx context.Context, key string) error {
+	dir, err := keyDir(f.CacheDir, key)
+	if err != nil {
+		return err
+	}
+	unlock, err := f.lock(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	f.mu.Lock()
+	delete(f.last, key)
+	f.mu.Unlock()
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove fetch cache of %s: %w", key, err)
+	}
+	return nil
 }
 
 // refNameOf is the reference a branch or tag Ref follows.

@@ -328,3 +328,26 @@ func listTree(t *testing.T, dir string) string {
 	}
 	return b.String()
 }
+
+func TestFetcherRemove(t *testing.T) {
+	fx := newFixture(t, t.TempDir())
+	f := &Fetcher{CacheDir: t.TempDir()}
+	ctx := context.Background()
+	rev, err := f.Fetch(ctx, "ns/gone", fx.repo.url(), Ref{}, Auth{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Remove(ctx, "ns/gone"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(rev.Dir); !os.IsNotExist(err) {
+		t.Errorf("checkout still there after Remove: %v", err)
+	}
+	if entries, _ := os.ReadDir(f.CacheDir); len(entries) != 0 {
+		t.Errorf("cache dir not empty: %v", entries)
+	}
+	again, err := f.Fetch(ctx, "ns/gone", fx.repo.url(), Ref{}, Auth{})
+	if err != nil || again.Commit != rev.Commit {
+		t.Errorf("fetch after Remove: %+v, %v", again, err)
+	}
+}

@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -51,5 +52,41 @@ func TestMissingRepository(t *testing.T) {
 	_, err := LsRemote(context.Background(), strings.Replace(u, "repo.git", "nope.git", 1), Auth{})
 	if !errors.Is(err, ErrRepositoryNotFound) {
 		t.Fatalf("want ErrRepositoryNotFound, got %v", err)
+	}
+}
+
+// A server that accepts connections and never answers is unreachable once
+// the caller's deadline passes; a cancelled fetch is not an error of the server.
+func TestSilentServerAndCancel(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // hold it open, say nothing
+		}
+	}()
+	url := "http://" + ln.Addr().String() + "/repo.git"
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = LsRemote(ctx, url, Auth{})
+	if !errors.Is(err, ErrUnreachable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want ErrUnreachable and DeadlineExceeded, got %v", err)
+	}
+	if waited := time.Since(start); waited > 10*time.Second {
+		t.Errorf("deadline of 300ms honoured only after %v", waited)
+	}
+	cancelled, cancelNow := context.WithCancel(context.Background())
+	cancelNow()
+	_, err = (&Fetcher{CacheDir: t.TempDir()}).Fetch(cancelled, "ns/x", url, Ref{}, Auth{})
+	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnreachable) {
+		t.Errorf("cancelled: want context.Canceled and not ErrUnreachable, got %v", err)
 	}
 }
