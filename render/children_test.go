@@ -41,7 +41,8 @@ func TestChildrenAreValidKubernetesObjects(t *testing.T) {
 				continue
 			}
 			d := &document{src: o.Source, obj: o.Object.Object}
-			for _, p := range decodeStrict(d, reflect.New(typ).Interface()) {
+			problems, _ := decodeStrict(d, reflect.New(typ).Interface())
+			for _, p := range problems {
 				t.Errorf("%s: %s %s: %s", in, gvk.Kind, o.Object.GetName(), p.Error())
 			}
 			if o.Object.GetNamespace() != o.Owner.Namespace || o.Object.GetLabels()["app.kubernetes.io/name"] != o.Owner.Name {

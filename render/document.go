@@ -186,7 +186,7 @@ func syntaxErrorLine(data []byte) int {
 }
 
 // maxDepth bounds nesting so that a hostile file cannot exhaust the stack.
-const maxDepth = 100
+const maxDepth = 1000
 
 // normalize converts what the YAML decoder produced into the JSON-compatible
 // types unstructured objects require: map[string]interface{}, []interface{},

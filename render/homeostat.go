@@ -22,64 +22,51 @@ func renderHomeostat(d *document, id identity) ([]Object, []Problem) {
 	}
 	switch id.kind {
 	case "App":
-		var a v1alpha1.App
-		if ps := decodeStrict(d, &a); ps != nil {
-			return nil, ps
-		}
-		zeros := explicitZeros(d, field("spec", "port"), field("spec", "autoscale", "min"), field("spec", "autoscale", "cpuPercent"))
-		defaultApp(&a)
-		if ps := append(zeros, validateApp(d, &a)...); len(ps) > 0 {
-			return nil, ps
-		}
-		return withChildren(d, &a, appChildren(&a))
+		zeros := []fieldPath{field("spec", "port"), field("spec", "autoscale", "min"), field("spec", "autoscale", "cpuPercent")}
+		return renderKind(d, &v1alpha1.App{}, zeros, defaultApp, validateApp, appChildren)
 	case "Postgres":
-		var pg v1alpha1.Postgres
-		if ps := decodeStrict(d, &pg); ps != nil {
-			return nil, ps
-		}
-		zeros := explicitZeros(d, field("spec", "instances"), field("spec", "backup", "keep"))
-		defaultPostgres(&pg)
-		if ps := append(zeros, validatePostgres(d, &pg)...); len(ps) > 0 {
-			return nil, ps
-		}
-		return withChildren(d, &pg, nil)
+		zeros := []fieldPath{field("spec", "instances"), field("spec", "backup", "keep")}
+		return renderKind(d, &v1alpha1.Postgres{}, zeros, defaultPostgres, validatePostgres, nil)
 	case "Pipeline":
-		var p v1alpha1.Pipeline
-		if ps := decodeStrict(d, &p); ps != nil {
-			return nil, ps
-		}
-		zeros := explicitZeros(d, field("spec", "concurrency"), field("spec", "history"))
-		defaultPipeline(&p)
-		if ps := append(zeros, validatePipeline(d, &p)...); len(ps) > 0 {
-			return nil, ps
-		}
-		return withChildren(d, &p, nil)
+		zeros := []fieldPath{field("spec", "concurrency"), field("spec", "history")}
+		return renderKind(d, &v1alpha1.Pipeline{}, zeros, defaultPipeline, validatePipeline, nil)
 	case "Sync":
-		var s v1alpha1.Sync
-		if ps := decodeStrict(d, &s); ps != nil {
-			return nil, ps
-		}
-		zeros := explicitZeros(d, field("spec", "history"))
-		defaultSync(&s)
-		if ps := append(zeros, validateSync(d, &s)...); len(ps) > 0 {
-			return nil, ps
-		}
-		return withChildren(d, &s, nil)
+		zeros := []fieldPath{field("spec", "history")}
+		return renderKind(d, &v1alpha1.Sync{}, zeros, defaultSync, validateSync, nil)
 	case "Backup":
-		var b v1alpha1.Backup
-		if ps := decodeStrict(d, &b); ps != nil {
-			return nil, ps
-		}
-		c := checker{d: d}
-		c.required(field("spec", "cluster", "name"), b.Spec.Cluster.Name)
-		if c.problems != nil {
-			return nil, c.problems
-		}
-		return withChildren(d, &b, nil)
+		return renderKind(d, &v1alpha1.Backup{}, nil, func(*v1alpha1.Backup) {}, validateBackup, nil)
 	case "Build", "Snapshot":
 		return nil, []Problem{d.problem(field("kind"), "%s is a record homeostat writes itself; it does not belong in a repository", id.kind)}
 	}
 	return nil, []Problem{d.problem(field("kind"), "unknown kind %q in %s (known: App, Postgres, Pipeline, Sync, Backup)", id.kind, v1alpha1.GroupVersion)}
+}
+
+// renderKind is the life of every homeostat kind in render: decoded
+// strictly, defaulted as its CRD would, validated, and rendered with its
+// children. Problems of all three steps are reported together.
+func renderKind[T runtime.Object](d *document, obj T, zeros []fieldPath, setDefaults func(T),
+	validate func(*document, T) []Problem, children func(T) []map[string]interface{}) ([]Object, []Problem) {
+	problems, ok := decodeStrict(d, obj)
+	if !ok {
+		return nil, problems
+	}
+	problems = append(problems, explicitZeros(d, zeros...)...)
+	setDefaults(obj)
+	problems = append(problems, validate(d, obj)...)
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	var kids []map[string]interface{}
+	if children != nil {
+		kids = children(obj)
+	}
+	return withChildren(d, obj, kids)
+}
+
+func validateBackup(d *document, b *v1alpha1.Backup) []Problem {
+	c := checker{d: d}
+	c.required(field("spec", "cluster", "name"), b.Spec.Cluster.Name)
+	return c.problems
 }
 
 // explicitZeros reports numeric fields written as 0 whose valid range starts

@@ -41,5 +41,6 @@ func WriteJSON(w io.Writer, objs []Object) error {
 	list := map[string]interface{}{"apiVersion": "v1", "kind": "List", "items": items}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	return enc.Encode(list)
 }

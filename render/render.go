@@ -60,7 +60,7 @@ func Render(fsys fs.FS) ([]Object, []Problem) {
 		return nil, problems
 	}
 	sortUnits(units, scopes)
-	var out []Object
+	out := make([]Object, 0, len(units))
 	for _, u := range units {
 		out = append(out, u.objects...)
 	}

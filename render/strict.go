@@ -13,16 +13,18 @@ import (
 // decodeStrict decodes a document into a typed object the way the API server
 // would with field validation set to Strict, but reports every unknown field
 // and every value of the wrong type, each with its path and line, instead of
-// stopping at the first.
-func decodeStrict(d *document, into interface{}) []Problem {
-	var problems []Problem
-	checkValue(d, d.obj, reflect.TypeOf(into).Elem(), make(fieldPath, 0, 8), &problems)
-	if len(problems) > 0 {
-		return problems
+// stopping at the first. ok is false when the object could not be decoded
+// (a wrong type); unknown fields alone leave it decoded, so that validation
+// can still report the rest of what is wrong.
+func decodeStrict(d *document, into interface{}) (problems []Problem, ok bool) {
+	var r strictResult
+	checkValue(d, d.obj, reflect.TypeOf(into).Elem(), make(fieldPath, 0, 8), &r)
+	if r.typeErrors {
+		return r.problems, false
 	}
 	data, err := json.Marshal(d.obj)
 	if err != nil {
-		return []Problem{d.problem(nil, "cannot encode as JSON: %v", err)}
+		return append(r.problems, d.problem(nil, "cannot encode as JSON: %v", err)), false
 	}
 	if err := json.Unmarshal(data, into); err != nil {
 		// checkValue has already ruled out what it can; this is a backstop
@@ -30,11 +32,23 @@ func decodeStrict(d *document, into interface{}) []Problem {
 		var te *json.UnmarshalTypeError
 		if ok := asTypeError(err, &te); ok {
 			p := field(strings.Split(te.Field, ".")...)
-			return []Problem{d.problem(p, "cannot use a JSON %s as %s", te.Value, te.Type)}
+			return append(r.problems, d.problem(p, "cannot use a JSON %s as %s", te.Value, te.Type)), false
 		}
-		return []Problem{d.problem(nil, "%v", err)}
+		return append(r.problems, d.problem(nil, "%v", err)), false
 	}
-	return nil
+	return r.problems, true
+}
+
+// strictResult collects what checkValue finds.
+type strictResult struct {
+	problems []Problem
+	// typeErrors is set when a value cannot be decoded into its field.
+	typeErrors bool
+}
+
+func (r *strictResult) typeError(p Problem) {
+	r.problems = append(r.problems, p)
+	r.typeErrors = true
 }
 
 func asTypeError(err error, te **json.UnmarshalTypeError) bool {
@@ -51,7 +65,7 @@ var unmarshalerType = reflect.TypeOf((*json.Unmarshaler)(nil)).Elem()
 // It extends p in place (append, not at) to save an allocation per field:
 // the walk is depth-first and a problem formats its path at once, so
 // siblings overwriting each other's last segment is harmless.
-func checkValue(d *document, v interface{}, t reflect.Type, p fieldPath, out *[]Problem) {
+func checkValue(d *document, v interface{}, t reflect.Type, p fieldPath, out *strictResult) {
 	if v == nil {
 		return // null is the zero value, as in JSON
 	}
@@ -66,7 +80,7 @@ func checkValue(d *document, v interface{}, t reflect.Type, p fieldPath, out *[]
 			err = reflect.New(t).Interface().(json.Unmarshaler).UnmarshalJSON(data)
 		}
 		if err != nil {
-			*out = append(*out, d.problem(p, "invalid value: %v", err))
+			out.typeError(d.problem(p, "invalid value: %v", err))
 		}
 		return
 	}
@@ -74,14 +88,14 @@ func checkValue(d *document, v interface{}, t reflect.Type, p fieldPath, out *[]
 	case reflect.Struct:
 		m, ok := v.(map[string]interface{})
 		if !ok {
-			*out = append(*out, d.problem(p, "expected an object, got %s", jsonKind(v)))
+			out.typeError(d.problem(p, "expected an object, got %s", jsonKind(v)))
 			return
 		}
 		fields := structFields(t)
 		for _, k := range sortedKeys(m) {
 			ft, known := fields[k]
 			if !known {
-				*out = append(*out, d.problem(append(p, pathSegment{key: k}), "unknown field %q", k))
+				out.problems = append(out.problems, d.problem(append(p, pathSegment{key: k}), "unknown field %q", k))
 				continue
 			}
 			checkValue(d, m[k], ft, append(p, pathSegment{key: k}), out)
@@ -89,7 +103,7 @@ func checkValue(d *document, v interface{}, t reflect.Type, p fieldPath, out *[]
 	case reflect.Map:
 		m, ok := v.(map[string]interface{})
 		if !ok {
-			*out = append(*out, d.problem(p, "expected an object, got %s", jsonKind(v)))
+			out.typeError(d.problem(p, "expected an object, got %s", jsonKind(v)))
 			return
 		}
 		for _, k := range sortedKeys(m) {
@@ -98,7 +112,7 @@ func checkValue(d *document, v interface{}, t reflect.Type, p fieldPath, out *[]
 	case reflect.Slice:
 		s, ok := v.([]interface{})
 		if !ok {
-			*out = append(*out, d.problem(p, "expected a list, got %s", jsonKind(v)))
+			out.typeError(d.problem(p, "expected a list, got %s", jsonKind(v)))
 			return
 		}
 		for i, e := range s {
@@ -106,11 +120,11 @@ func checkValue(d *document, v interface{}, t reflect.Type, p fieldPath, out *[]
 		}
 	case reflect.String:
 		if _, ok := v.(string); !ok {
-			*out = append(*out, d.problem(p, "expected a string, got %s", jsonKind(v)))
+			out.typeError(d.problem(p, "expected a string, got %s", jsonKind(v)))
 		}
 	case reflect.Bool:
 		if _, ok := v.(bool); !ok {
-			*out = append(*out, d.problem(p, "expected true or false, got %s", jsonKind(v)))
+			out.typeError(d.problem(p, "expected true or false, got %s", jsonKind(v)))
 		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		checkInteger(d, v, t, p, out)
@@ -118,28 +132,28 @@ func checkValue(d *document, v interface{}, t reflect.Type, p fieldPath, out *[]
 		switch v.(type) {
 		case int64, float64:
 		default:
-			*out = append(*out, d.problem(p, "expected a number, got %s", jsonKind(v)))
+			out.typeError(d.problem(p, "expected a number, got %s", jsonKind(v)))
 		}
 	}
 }
 
-func checkInteger(d *document, v interface{}, t reflect.Type, p fieldPath, out *[]Problem) {
+func checkInteger(d *document, v interface{}, t reflect.Type, p fieldPath, out *strictResult) {
 	bits := t.Bits()
 	limit := math.Ldexp(1, bits-1)
 	switch x := v.(type) {
 	case int64:
 		if bits < 64 && (float64(x) < -limit || float64(x) >= limit) {
-			*out = append(*out, d.problem(p, "%d does not fit in a %d-bit integer", x, bits))
+			out.typeError(d.problem(p, "%d does not fit in a %d-bit integer", x, bits))
 		}
 	case float64:
 		switch {
 		case x != math.Trunc(x):
-			*out = append(*out, d.problem(p, "expected an integer, got %v", x))
+			out.typeError(d.problem(p, "expected an integer, got %v", x))
 		case x < -limit || x >= limit:
-			*out = append(*out, d.problem(p, "%v does not fit in a %d-bit integer", x, bits))
+			out.typeError(d.problem(p, "%v does not fit in a %d-bit integer", x, bits))
 		}
 	default:
-		*out = append(*out, d.problem(p, "expected an integer, got %s", jsonKind(v)))
+		out.typeError(d.problem(p, "expected an integer, got %s", jsonKind(v)))
 	}
 }
 
