@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -132,7 +131,7 @@ func signerAndPEM(t testing.TB, priv any) (ssh.Signer, []byte) {
 // newTLS makes a CA and a server certificate for 127.0.0.1 signed by it.
 func newTLS(t testing.TB) (certPEM, keyPEM, caPEM []byte) {
 	t.Helper()
-	caKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
