@@ -130,8 +130,12 @@ func runStep(ctx context.Context, s steps.Step, env []string, opts Options, time
 	} else {
 		code, msg = execute(ctx, s, env, opts.Dir, out)
 	}
-	if ctx.Err() != nil && code != 0 {
+	switch {
+	case code == 0:
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		msg = fmt.Sprintf("step %s: timed out after %s", s.Name, timeout)
+	case ctx.Err() != nil:
+		msg = fmt.Sprintf("step %s: stopped: the agent was interrupted", s.Name)
 	}
 	d := round(time.Since(start)).String()
 	st := v1alpha1.StepStatus{Name: s.Name, Phase: StepSucceeded, ExitCode: &code, Duration: d}

@@ -231,3 +231,25 @@ func waitFor(t *testing.T, out *syncBuffer, s string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestInterruptStopsTheStep: a pod being deleted (SIGTERM to the agent) or
+// Ctrl-C on a local run stops the step, and says so rather than "timeout".
+func TestInterruptStopsTheStep(t *testing.T) {
+	dir := workspace(t, "timeout.yaml")
+	data, _ := os.ReadFile(filepath.Join(dir, ".homeostat-ci.yaml"))
+	os.WriteFile(filepath.Join(dir, ".homeostat-ci.yaml"), bytes.Replace(data, []byte("timeout: 1s"), []byte("timeout: 1h"), 1), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan Result, 1)
+	go func() { done <- RunFile(ctx, ".homeostat-ci.yaml", Options{Dir: dir, Env: os.Environ(), Out: &out}) }()
+	waitFor(t, &out, "[hang] started")
+	cancel()
+	select {
+	case r := <-done:
+		if r.Phase != v1alpha1.BuildFailed || r.Message != "step hang: stopped: the agent was interrupted" || phases(r) != "hang=Failed/137 after=Skipped/-" {
+			t.Fatalf("result %+v %s", r, phases(r))
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the step was not stopped:\n%s", out.String())
+	}
+}
