@@ -71,6 +71,20 @@ func clusterScopes(units []unit) scopes {
 	return s
 }
 
+// dropClusterNamespaces removes metadata.namespace from cluster-scoped
+// objects, as kubectl does: the API server has no namespace to put them in,
+// and a client that used it would ask for a path that does not exist.
+func dropClusterNamespaces(units []unit, s scopes) {
+	for i := range units {
+		u := &units[i]
+		if !s[schema.GroupKind{Group: u.id.group, Kind: u.id.kind}] || u.id.namespace == "" {
+			continue
+		}
+		u.id.namespace = ""
+		unstructured.RemoveNestedField(u.objects[0].Object.Object, "metadata", "namespace")
+	}
+}
+
 // objectKey identifies an object in a cluster: version does not matter (one
 // object is served at every version), namespace does not for cluster-scoped
 // kinds.

@@ -54,6 +54,7 @@ func Render(fsys fs.FS) ([]Object, []Problem) {
 		problems = append(problems, ps...)
 	}
 	scopes := clusterScopes(units)
+	dropClusterNamespaces(units, scopes)
 	problems = append(problems, duplicates(units, scopes)...)
 	if len(problems) > 0 {
 		sortProblems(problems)
