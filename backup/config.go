@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -55,19 +56,14 @@ func (c Config) String() string {
 }
 
 // Args are the command-line flags that reproduce this configuration in a
-// child `homeostat backup ...` (archive_command, restore_command). Credentials
-// are not among them: the child reads the same environment or CredentialsDir.
+// child `homeostat backup ...` (archive_command, restore_command). Every
+// setting is given, empty ones too, so that HOMEOSTAT_S3_* variables in the
+// child's environment (a restored cluster's own store) cannot change which
+// store it reads. Credentials are not among them: the child reads the same
+// environment or CredentialsDir.
 func (c Config) Args() []string {
-	args := []string{"--s3-endpoint", c.Endpoint, "--s3-bucket", c.Bucket}
-	if c.Prefix != "" {
-		args = append(args, "--s3-prefix", c.Prefix)
-	}
-	if c.Region != "" {
-		args = append(args, "--s3-region", c.Region)
-	}
-	if c.Insecure {
-		args = append(args, "--s3-insecure")
-	}
+	args := []string{"--s3-endpoint", c.Endpoint, "--s3-bucket", c.Bucket, "--s3-prefix", c.Prefix,
+		"--s3-region", c.Region, "--s3-insecure=" + strconv.FormatBool(c.Insecure)}
 	if c.CredentialsDir != "" {
 		args = append(args, "--s3-credentials-dir", c.CredentialsDir)
 	}

@@ -104,3 +104,14 @@ func TestSelectBackup(t *testing.T) {
 		})
 	}
 }
+
+func TestArchiveCommandNamesEveryStoreSetting(t *testing.T) {
+	got := ArchiveCommand("/controller/homeostat", Config{Endpoint: "s3:9000", Bucket: "b", Insecure: true, CredentialsDir: "/etc/s3 creds", SecretKey: "hidden"})
+	want := "/controller/homeostat backup wal-push --s3-endpoint s3:9000 --s3-bucket b --s3-prefix '' --s3-region '' --s3-insecure=true --s3-credentials-dir '/etc/s3 creds' %p"
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	if got := RestoreCommand("/h", Config{Endpoint: "e", Bucket: "b", Prefix: "p"}); got != "/h backup wal-fetch --s3-endpoint e --s3-bucket b --s3-prefix p --s3-region '' --s3-insecure=false %f %p" {
+		t.Fatalf("restore command: %s", got)
+	}
+}
