@@ -220,12 +220,20 @@ func defaultSync(s *v1alpha1.Sync) {
 	}
 }
 
+var commitHash = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
+
 // validateSync checks a Sync after defaulting.
 func validateSync(d *document, s *v1alpha1.Sync) []Problem {
 	c := checker{d: d}
 	sp := &s.Spec
 	spec := field("spec")
 	c.gitURL(spec.at("url"), sp.URL)
+	if sp.SecretRef != nil {
+		c.required(spec.at("secretRef", "name"), sp.SecretRef.Name)
+	}
+	if r := sp.Ref; r != nil && r.Commit != "" && !commitHash.MatchString(r.Commit) {
+		c.add(spec.at("ref", "commit"), "%q is not a commit hash (7 to 64 lowercase hex digits)", r.Commit)
+	}
 	if strings.HasPrefix(sp.Path, "/") || strings.Contains("/"+sp.Path+"/", "/../") {
 		c.add(spec.at("path"), "%q must be a path inside the repository", sp.Path)
 	}
