@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -31,6 +32,7 @@ type item struct {
 	mapping *meta.RESTMapping
 	ref     Ref
 	hash    string
+	body    []byte // the apply request body, hash included
 }
 
 // Stages, applied in order; each waits for the one before it.
@@ -198,26 +200,31 @@ func linkOwners(items []*item, uids map[string]types.UID) error {
 	return errors.Join(errs...)
 }
 
-// hashObject hashes the object as it will be applied, without the hash annotation.
-func hashObject(u *unstructured.Unstructured) (string, error) {
+// hashPlaceholder stands for the hash while the object is hashed, so the
+// body is marshalled once: hash the bytes, then write the hash in place.
+const hashPlaceholder = "000000000000000000000000"
+
+// hashObject hashes the object as it will be applied (with a placeholder
+// for the hash annotation) and returns the request body with the hash
+// written in; the object's annotation is set to the hash as well.
+func hashObject(u *unstructured.Unstructured) (string, []byte, error) {
 	ann := u.GetAnnotations()
-	delete(ann, AnnotationHash)
-	if len(ann) == 0 {
-		ann = nil
-	}
-	u.SetAnnotations(ann)
-	data, err := json.Marshal(u.Object) // maps marshal with sorted keys: stable
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(data)
-	h := hex.EncodeToString(sum[:12])
 	if ann == nil {
 		ann = map[string]string{}
 	}
+	ann[AnnotationHash] = hashPlaceholder
+	u.SetAnnotations(ann)
+	body, err := json.Marshal(u.Object) // maps marshal with sorted keys: stable
+	if err != nil {
+		return "", nil, err
+	}
+	sum := sha256.Sum256(body)
+	h := hex.EncodeToString(sum[:12])
+	field := `"` + AnnotationHash + `":"`
+	body = bytes.Replace(body, []byte(field+hashPlaceholder+`"`), []byte(field+h+`"`), 1)
 	ann[AnnotationHash] = h
 	u.SetAnnotations(ann)
-	return h, nil
+	return h, body, nil
 }
 
 // applyStage applies one stage's objects concurrently and records the
@@ -227,11 +234,11 @@ func (e *Engine) applyStage(ctx context.Context, items []*item, inv Inventory, u
 		return nil
 	}
 	for _, it := range items {
-		h, err := hashObject(it.obj)
+		h, body, err := hashObject(it.obj)
 		if err != nil {
 			return fmt.Errorf("%s: hash %s: %w", it.src, it.ref, err)
 		}
-		it.hash = h
+		it.hash, it.body = h, body
 	}
 	live, err := e.listLive(ctx, items)
 	if err != nil {
@@ -388,9 +395,12 @@ func objectPath(m *meta.RESTMapping, ns, name string) string {
 // through a typed client, to read the status code (201 means created) and to
 // decode only the metadata of the answer.
 func (e *Engine) patch(ctx context.Context, it *item, dryRun bool) (*patchResult, error) {
-	body, err := json.Marshal(it.obj.Object)
-	if err != nil {
-		return nil, err
+	body := it.body
+	if body == nil {
+		var err error
+		if body, err = json.Marshal(it.obj.Object); err != nil {
+			return nil, err
+		}
 	}
 	req := e.rest.Patch(types.ApplyPatchType).
 		AbsPath(objectPath(it.mapping, it.ref.Namespace, it.ref.Name)).

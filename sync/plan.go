@@ -30,7 +30,7 @@ func (e *Engine) Plan(ctx context.Context, t Target, desired []render.Object, in
 	e.linkLiveOwners(ctx, items)
 	for _, it := range items {
 		// Apply would send the hash annotation; so must the dry-run.
-		if it.hash, err = hashObject(it.obj); err != nil {
+		if it.hash, it.body, err = hashObject(it.obj); err != nil {
 			return ChangeSet{}, fmt.Errorf("%s: hash %s: %w", it.src, it.ref, err)
 		}
 	}
