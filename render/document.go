@@ -85,7 +85,7 @@ func (d *document) problem(path fieldPath, format string, args ...interface{}) P
 // the YAML parser cannot resynchronise after one, so it is the only problem
 // reported for the file. Empty documents (only comments, or a stray ---) are
 // skipped; every other document must be a mapping.
-func parseDocuments(file string, data []byte, withLines bool) ([]document, []Problem) {
+func parseDocuments(file string, data []byte) ([]document, []Problem) {
 	var docs []document
 	var problems []Problem
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -124,13 +124,7 @@ func parseDocuments(file string, data []byte, withLines bool) ([]document, []Pro
 			problems = append(problems, Problem{File: file, Line: line, Message: err.Error()})
 			continue
 		}
-		d := document{src: Source{File: file, Line: line}, obj: v.(map[string]interface{})}
-		if withLines {
-			d.node = n
-		} else {
-			d.src.Line = 0
-		}
-		docs = append(docs, d)
+		docs = append(docs, document{src: Source{File: file, Line: line}, node: n, obj: v.(map[string]interface{})})
 	}
 }
 

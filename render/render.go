@@ -37,7 +37,7 @@ func Render(fsys fs.FS) ([]Object, []Problem) {
 			problems = append(problems, Problem{File: f, Message: "cannot read: " + err.Error()})
 			continue
 		}
-		ds, ps := parseDocuments(f, data, true)
+		ds, ps := parseDocuments(f, data)
 		docs = append(docs, ds...)
 		problems = append(problems, ps...)
 	}
