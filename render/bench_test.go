@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"os"
 	"testing"
 	"testing/fstest"
 )
@@ -63,4 +64,17 @@ spec:
 %s`, i, team, team, i, i%10, i, i, extra))}
 	}
 	return fsys
+}
+
+// BenchmarkRenderExamples renders examples/: a few of each kind and one
+// kustomize overlay, which dominates (kustomize builds from an in-memory copy
+// of the tree).
+func BenchmarkRenderExamples(b *testing.B) {
+	fsys := os.DirFS("../examples")
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, problems := Render(fsys); len(problems) > 0 {
+			b.Fatalf("problems: %v", problems)
+		}
+	}
 }
