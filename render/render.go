@@ -57,6 +57,13 @@ func Render(fsys fs.FS) ([]Object, []Problem) {
 	dropClusterNamespaces(units, scopes)
 	problems = append(problems, duplicates(units, scopes)...)
 	if len(problems) > 0 {
+		for i := range problems {
+			// One problem, one line: FILE:LINE: message, whatever a
+			// dependency put in its error.
+			if strings.ContainsAny(problems[i].Message, "\r\n") {
+				problems[i].Message = strings.Join(strings.Fields(problems[i].Message), " ")
+			}
+		}
 		sortProblems(problems)
 		return nil, problems
 	}
