@@ -14,8 +14,8 @@ import (
 // "-- name --" header lines, each followed by the file's content, and the
 // corpus is seeded with every golden case under testdata/. Whatever the
 // input, Render must not panic, must reject a tree with problems whole, must
-// locate every problem in a file, and must render the same tree to the same
-// bytes twice.
+// locate every problem in a file on one line, must name every object it
+// returns, and must render the same tree to the same bytes twice.
 func FuzzRender(f *testing.F) {
 	cases, _ := filepath.Glob("testdata/*/in")
 	for _, in := range cases {
@@ -31,11 +31,16 @@ func FuzzRender(f *testing.F) {
 				t.Fatalf("%d problems but %d objects", len(problems), len(objs))
 			}
 			for _, p := range problems {
-				if p.File == "" || p.Message == "" {
-					t.Fatalf("problem without a file or message: %#v", p)
+				if p.File == "" || p.Message == "" || strings.ContainsAny(p.Error(), "\r\n") {
+					t.Fatalf("problem without a file or message, or on several lines: %#v", p)
 				}
 			}
 			return
+		}
+		for _, o := range objs {
+			if o.Object.GetKind() == "" || o.Object.GetName() == "" || o.Source.File == "" {
+				t.Fatalf("object without kind, name or source: %v from %v", o.Object.Object, o.Source)
+			}
 		}
 		var first, second bytes.Buffer
 		if err := WriteYAML(&first, objs); err != nil {
