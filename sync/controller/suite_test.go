@@ -91,9 +91,11 @@ func (r *gitRepo) commit(msg string, files map[string]string) string {
 		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
 			r.t.Fatal(err)
 		}
-		if _, err := wt.Add(p); err != nil {
-			r.t.Fatalf("add %s: %v", p, err)
-		}
+	}
+	// One add of the whole tree: adding files one by one rewrites the
+	// index each time, which a thousand-file commit cannot afford.
+	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
+		r.t.Fatalf("add: %v", err)
 	}
 	r.tick++
 	h, err := wt.Commit(msg, &git.CommitOptions{
