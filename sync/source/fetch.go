@@ -76,63 +76,74 @@ func (f *Fetcher) Fetch(ctx context.Context, key, rawURL string, ref Ref, auth A
 	if err != nil {
 		return Revision{}, err
 	}
-	var (
-		refs []*plumbing.Reference
-		want plumbing.Hash
-		name plumbing.ReferenceName
-	)
-	if ref.Commit != "" {
-		if want, err = parseCommit(s.ep, "fetch", ref.Commit); err != nil {
-			return Revision{}, err
-		}
-	} else {
-		if refs, err = s.list(ctx, "fetch"); err != nil {
-			return Revision{}, err
-		}
-		name = refNameOf(ref)
-		var ok bool
-		if want, ok = lookup(refs, name); !ok {
-			return Revision{}, newError("fetch", s.ep, ErrRefNotFound, describeRef(ref)+" not found", nil)
-		}
+	want, refs, err := s.resolve(ctx, ref)
+	if err != nil {
+		return Revision{}, err
 	}
 	if rev, ok := f.cached(key, s.ep.display, ref, want); ok {
 		return rev, nil
 	}
-
 	c, err := openCache(dir, s.ep.display)
 	if err != nil {
 		return Revision{}, err
 	}
 	defer c.close()
-	// A finished tree of a commit in the store means its objects were all
-	// here; only otherwise is the store checked and, if need be, fetched
-	// into. (Trees outlive a change of URL; the commit must be in this one.)
-	_, treeErr := os.Stat(filepath.Join(c.treesDir, want.String()))
-	if (treeErr != nil || !c.has(want)) && c.complete(want) != nil {
-		if ref.Commit != "" {
-			if refs == nil {
-				if refs, err = s.list(ctx, "fetch"); err != nil {
-					return Revision{}, err
-				}
-			}
-			if _, err := fetchCommit(ctx, "fetch", s, &c.repoHolder, refs, want); err != nil {
-				return Revision{}, err
-			}
-		} else if want, err = c.fetchRef(ctx, s, name); err != nil {
-			return Revision{}, err
-		}
+	if want, err = c.ensure(ctx, s, ref, refs, want); err != nil {
+		return Revision{}, err
 	}
 	commit, err := c.repo.CommitObject(want)
 	if err != nil {
 		return Revision{}, fmt.Errorf("fetch %s: read commit %s: %w", s.ep.display, want, err)
 	}
-	treeDir, err := c.checkout(ctx, commit)
+	treeDir, err := c.checkout(commit)
 	if err != nil {
 		return Revision{}, fmt.Errorf("fetch %s: check out %s: %w", s.ep.display, want, err)
 	}
 	rev := revisionOf(ref, commit, treeDir)
 	f.remember(key, s.ep.display, ref, rev)
 	return rev, nil
+}
+
+// resolve finds the commit a Ref wants: a pinned commit as it is (no
+// network), a branch or tag through ls-remote, whose answer is returned too.
+func (s *session) resolve(ctx context.Context, ref Ref) (plumbing.Hash, []*plumbing.Reference, error) {
+	if ref.Commit != "" {
+		h, err := parseCommit(s.ep, "fetch", ref.Commit)
+		return h, nil, err
+	}
+	refs, err := s.list(ctx, "fetch")
+	if err != nil {
+		return plumbing.ZeroHash, nil, err
+	}
+	h, ok := lookup(refs, refNameOf(ref))
+	if !ok {
+		return plumbing.ZeroHash, nil, newError("fetch", s.ep, ErrRefNotFound, describeRef(ref)+" not found", nil)
+	}
+	return h, refs, nil
+}
+
+// ensure makes the wanted commit and its whole tree present in the cache,
+// fetching only if they are not, and returns the commit (for a branch, the
+// one fetched, which may be newer than ls-remote said a moment ago).
+func (c *cache) ensure(ctx context.Context, s *session, ref Ref, refs []*plumbing.Reference, want plumbing.Hash) (plumbing.Hash, error) {
+	// A finished tree of a commit in the store means its objects were all
+	// here; only otherwise is the store checked. (Trees outlive a change of
+	// URL; the commit must be in this repository.)
+	_, treeErr := os.Stat(filepath.Join(c.treesDir, want.String()))
+	if treeErr == nil && c.has(want) || c.complete(want) == nil {
+		return want, nil
+	}
+	if ref.Commit == "" {
+		return c.fetchRef(ctx, s, refNameOf(ref))
+	}
+	if refs == nil {
+		var err error
+		if refs, err = s.list(ctx, "fetch"); err != nil {
+			return plumbing.ZeroHash, err
+		}
+	}
+	_, err := fetchCommit(ctx, "fetch", s, &c.repoHolder, refs, want)
+	return want, err
 }
 
 // Remove deletes the cache of key, for a Sync that was deleted. It waits for
@@ -403,13 +414,13 @@ func (c *cache) complete(h plumbing.Hash) error {
 // current one (which would be removed anyway), changing only the files that
 // differ, and otherwise writes the whole tree. Only the new tree and the
 // previous one are kept.
-func (c *cache) checkout(ctx context.Context, commit *object.Commit) (string, error) {
+func (c *cache) checkout(commit *object.Commit) (string, error) {
 	hash := commit.Hash.String()
 	dst := filepath.Join(c.treesDir, hash)
 	currentFile := filepath.Join(c.dir, "current")
 	prev, _ := os.ReadFile(currentFile)
 	if _, err := os.Stat(dst); err != nil {
-		tmp, err := c.buildTree(ctx, commit, string(prev))
+		tmp, err := c.buildTree(commit, string(prev))
 		if err != nil {
 			return "", err
 		}
@@ -438,7 +449,7 @@ func (c *cache) checkout(ctx context.Context, commit *object.Commit) (string, er
 }
 
 // buildTree writes the commit's tree under a temporary name in trees/.
-func (c *cache) buildTree(ctx context.Context, commit *object.Commit, current string) (string, error) {
+func (c *cache) buildTree(commit *object.Commit, current string) (string, error) {
 	tmp := filepath.Join(c.treesDir, commit.Hash.String()+".tmp")
 	if err := os.RemoveAll(tmp); err != nil {
 		return "", err
