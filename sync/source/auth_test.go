@@ -116,6 +116,7 @@ func TestHTTPBasicAuth(t *testing.T) {
 	srv.Auth("alice", "right-password")
 	u := startHTTP(t, srv)
 	withUser := strings.Replace(u, "http://", "http://alice:wrong-in-url@", 1)
+	withRightUser := strings.Replace(u, "http://", "http://alice:right-password@", 1)
 
 	tests := []struct {
 		name    string
@@ -127,6 +128,7 @@ func TestHTTPBasicAuth(t *testing.T) {
 		{name: "wrong password", url: u, auth: Auth{Username: "alice", Password: "wrong-password"}, wantErr: ErrAuth},
 		{name: "no credentials", url: u, wantErr: ErrAuth},
 		{name: "wrong credentials in the url", url: withUser, wantErr: ErrAuth},
+		{name: "credentials in the url", url: withRightUser},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

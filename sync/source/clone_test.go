@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,18 @@ func TestLsRemote(t *testing.T) {
 				t.Errorf("heads %v, want %v (branches only, no tags)", heads, want)
 			}
 		})
+	}
+}
+
+func TestLsRemoteEmptyRepository(t *testing.T) {
+	empty := newTestRepo(t, t.TempDir())
+	heads, err := LsRemote(context.Background(), empty.url(), Auth{})
+	if err != nil || len(heads) != 0 {
+		t.Errorf("empty repository: %v, %v; want no branches and no error", heads, err)
+	}
+	_, err = (&Fetcher{CacheDir: t.TempDir()}).Fetch(context.Background(), "ns/empty", empty.url(), Ref{}, Auth{})
+	if !errors.Is(err, ErrRefNotFound) {
+		t.Errorf("fetch of an empty repository: want ErrRefNotFound, got %v", err)
 	}
 }
 

@@ -112,6 +112,9 @@ func classify(ctx context.Context, op string, ep endpoint, auth Auth, err error)
 			"(if the server's key really changed, update known_hosts in the secret)", secrets)
 	case anyIs(err, transport.ErrAuthenticationRequired), anyIs(err, transport.ErrAuthorizationFailed),
 		strings.Contains(detail, "unable to authenticate"):
+		if auth.IsZero() && ep.user == "" {
+			detail += " (no credentials were given)"
+		}
 		return newError(op, ep, ErrAuth, "authentication to "+host+" failed: "+detail, secrets)
 	case isTLSTrust(err):
 		return newError(op, ep, ErrAuth, "TLS certificate of "+host+" is not trusted (add its CA as ca.crt to the secret): "+detail, secrets)

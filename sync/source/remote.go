@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -164,11 +165,14 @@ func LsRemote(ctx context.Context, url string, auth Auth) (map[string]string, er
 	if err != nil {
 		return nil, err
 	}
+	heads := map[string]string{}
 	refs, err := s.list(ctx, "ls-remote")
+	if errors.Is(err, ErrRefNotFound) {
+		return heads, nil // an empty repository has no branches yet
+	}
 	if err != nil {
 		return nil, err
 	}
-	heads := map[string]string{}
 	for _, r := range refs {
 		if r.Name().IsBranch() && r.Type() == plumbing.HashReference {
 			heads[r.Name().Short()] = r.Hash().String()
