@@ -36,7 +36,7 @@ func defaultApp(a *v1alpha1.App) {
 // validateApp checks an App after defaulting: what the CRD schema checks,
 // and what only a renderer can see (an env variable set twice).
 func validateApp(d *document, a *v1alpha1.App) []Problem {
-	c := checker{d: d}
+	c := &checker{d: d}
 	s := &a.Spec
 	spec := field("spec")
 	// The Service is named after the App, and Service names are DNS-1035 labels.
@@ -46,63 +46,8 @@ func validateApp(d *document, a *v1alpha1.App) []Problem {
 	if s.Replicas != nil {
 		c.atLeast(spec.at("replicas"), *s.Replicas, 0)
 	}
-	envNames := map[string]fieldPath{}
-	claim := func(name string, p fieldPath) {
-		if first, dup := envNames[name]; dup {
-			c.add(p, "environment variable %s is also set by %s", name, first)
-			return
-		}
-		envNames[name] = p
-	}
-	for _, k := range sortedStrings(s.Env) {
-		c.envName(spec.at("env").at(k), k)
-		claim(k, spec.at("env").at(k))
-	}
-	for _, k := range sortedSecretKeys(s.SecretEnv) {
-		p := spec.at("secretEnv").at(k)
-		c.envName(p, k)
-		claim(k, p)
-		ref := s.SecretEnv[k]
-		if c.required(p.at("secret"), ref.Secret) {
-			c.errs(p.at("secret"), ref.Secret, validation.IsDNS1123Subdomain(ref.Secret))
-		}
-		if c.required(p.at("key"), ref.Key) {
-			c.errs(p.at("key"), ref.Key, validation.IsConfigMapKey(ref.Key))
-		}
-	}
-	if pg := s.Postgres; pg != nil {
-		p := spec.at("postgres")
-		if c.required(p.at("name"), pg.Name) {
-			c.errs(p.at("name"), pg.Name, validation.IsDNS1035Label(pg.Name))
-		}
-		c.envName(p.at("env"), pg.Env)
-		claim(pg.Env, p.at("env"))
-	}
-	seen := map[string]bool{}
-	for i, host := range s.Domains {
-		c.domain(spec.at("domains").index(i), host)
-		if seen[host] {
-			c.add(spec.at("domains").index(i), "%q is listed twice", host)
-		}
-		seen[host] = true
-	}
-	if t := s.TLS; t != nil {
-		p := spec.at("tls")
-		switch {
-		case t.SecretName != "" && t.Issuer != "":
-			c.add(p, "set exactly one of secretName and issuer, not both")
-		case t.SecretName == "" && t.Issuer == "":
-			c.add(p, "set exactly one of secretName and issuer")
-		case t.SecretName != "":
-			c.errs(p.at("secretName"), t.SecretName, validation.IsDNS1123Subdomain(t.SecretName))
-		}
-		if len(s.Domains) == 0 {
-			c.add(p, "tls needs at least one entry in spec.domains")
-		}
-	}
-	if s.IngressClassName != nil {
-		c.errs(spec.at("ingressClassName"), *s.IngressClassName, validation.IsDNS1123Subdomain(*s.IngressClassName))
-	}
+	validateAppEnv(c, s)
+	validateAppIngress(c, s)
 	if h := s.HealthCheck; h != nil {
 		p := spec.at("healthCheck")
 		if len(h.Path) == 0 || h.Path[0] != '/' {
@@ -125,6 +70,76 @@ func validateApp(d *document, a *v1alpha1.App) []Problem {
 		c.between(p.at("cpuPercent"), as.CPUPercent, 1, 100)
 	}
 	return c.problems
+}
+
+// validateAppEnv checks the variables from env, secretEnv and postgres,
+// which end up in one list where a name may appear only once.
+func validateAppEnv(c *checker, s *v1alpha1.AppSpec) {
+	spec := field("spec")
+	envNames := map[string]fieldPath{}
+	claim := func(name string, p fieldPath) {
+		if first, dup := envNames[name]; dup {
+			c.add(p, "environment variable %s is also set by %s", name, first)
+			return
+		}
+		envNames[name] = p
+	}
+	for _, k := range sortedStrings(s.Env) {
+		c.envName(spec.at("env", k), k)
+		claim(k, spec.at("env", k))
+	}
+	for _, k := range sortedSecretKeys(s.SecretEnv) {
+		p := spec.at("secretEnv", k)
+		c.envName(p, k)
+		claim(k, p)
+		ref := s.SecretEnv[k]
+		if c.required(p.at("secret"), ref.Secret) {
+			c.errs(p.at("secret"), ref.Secret, validation.IsDNS1123Subdomain(ref.Secret))
+		}
+		if c.required(p.at("key"), ref.Key) {
+			c.errs(p.at("key"), ref.Key, validation.IsConfigMapKey(ref.Key))
+		}
+	}
+	if pg := s.Postgres; pg != nil {
+		p := spec.at("postgres")
+		if c.required(p.at("name"), pg.Name) {
+			c.errs(p.at("name"), pg.Name, validation.IsDNS1035Label(pg.Name))
+		}
+		c.envName(p.at("env"), pg.Env)
+		claim(pg.Env, p.at("env"))
+	}
+}
+
+// validateAppIngress checks domains, TLS and the ingress class.
+func validateAppIngress(c *checker, s *v1alpha1.AppSpec) {
+	spec := field("spec")
+	seen := map[string]bool{}
+	for i, host := range s.Domains {
+		c.domain(spec.at("domains").index(i), host)
+		if seen[host] {
+			c.add(spec.at("domains").index(i), "%q is listed twice", host)
+		}
+		seen[host] = true
+	}
+	if t := s.TLS; t != nil {
+		p := spec.at("tls")
+		switch {
+		case t.SecretName != "" && t.Issuer != "":
+			c.add(p, "set exactly one of secretName and issuer, not both")
+		case t.SecretName == "" && t.Issuer == "":
+			c.add(p, "set exactly one of secretName and issuer")
+		case t.SecretName != "":
+			c.errs(p.at("secretName"), t.SecretName, validation.IsDNS1123Subdomain(t.SecretName))
+		default:
+			c.errs(p.at("issuer"), t.Issuer, validation.IsDNS1123Subdomain(t.Issuer))
+		}
+		if len(s.Domains) == 0 {
+			c.add(p, "tls needs at least one entry in spec.domains")
+		}
+	}
+	if s.IngressClassName != nil {
+		c.errs(spec.at("ingressClassName"), *s.IngressClassName, validation.IsDNS1123Subdomain(*s.IngressClassName))
+	}
 }
 
 // appChildren renders an App's Deployment, Service, and (when asked for)
