@@ -99,7 +99,7 @@ Exit code 0 when every step passed, 1 otherwise.`,
 			}
 			if resumeFile == "" {
 				resumeFile = filepath.Join(os.TempDir(), fmt.Sprintf("homeostat-ci-resume-%d", os.Getpid()))
-				defer os.Remove(resumeFile)
+				defer func() { _ = os.Remove(resumeFile) }()
 			}
 			return runLocal(cmd, abs, file, resumeFile)
 		},
@@ -119,16 +119,16 @@ func runLocal(cmd *cobra.Command, dir, file, resumeFile string) error {
 	f, problems := steps.Parse(file, data)
 	if problems != nil {
 		for _, p := range problems {
-			fmt.Fprintln(errOut, p.Error())
+			_, _ = fmt.Fprintln(errOut, p.Error())
 		}
 		return withCode(exitFailure, fmt.Errorf("%s: %d problem(s)", file, len(problems)))
 	}
 	for _, s := range f.Services {
-		fmt.Fprintf(errOut, "warning: service %s (%s) is not started locally; start it yourself on localhost\n", s.Name, s.Image)
+		_, _ = fmt.Fprintf(errOut, "warning: service %s (%s) is not started locally; start it yourself on localhost\n", s.Name, s.Image)
 	}
 	for _, s := range f.SecretEnv {
 		if _, ok := os.LookupEnv(s.Name); !ok {
-			fmt.Fprintf(errOut, "warning: secretEnv %s (secret %s, key %s) is not set in this environment\n", s.Name, s.Secret, s.Key)
+			_, _ = fmt.Fprintf(errOut, "warning: secretEnv %s (secret %s, key %s) is not set in this environment\n", s.Name, s.Secret, s.Key)
 		}
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -147,7 +147,7 @@ func runLocal(cmd *cobra.Command, dir, file, resumeFile string) error {
 
 func printSummary(w io.Writer, r agent.Result) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STEP\tRESULT\tEXIT\tDURATION")
+	_, _ = fmt.Fprintln(tw, "STEP\tRESULT\tEXIT\tDURATION")
 	for _, s := range r.Steps {
 		code := "-"
 		if s.ExitCode != nil {
@@ -157,7 +157,7 @@ func printSummary(w io.Writer, r agent.Result) {
 		if dur == "" {
 			dur = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, s.Phase, code, dur)
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, s.Phase, code, dur)
 	}
 	_ = tw.Flush()
 }
@@ -249,7 +249,7 @@ the resume file that run printed.`,
 			if err := c.Patch(cmd.Context(), b, patch); err != nil {
 				return fmt.Errorf("resume build %s/%s: %w", ns, args[0], err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "build %s resumed\n", args[0])
+			_, _ = fmt.Fprintf(cmd.OutOrStdout(), "build %s resumed\n", args[0])
 			return nil
 		},
 	}
@@ -277,7 +277,7 @@ func newCIRerunCommand() *cobra.Command {
 			if err := c.Create(cmd.Context(), again); err != nil {
 				return fmt.Errorf("create rerun of %s/%s: %w", ns, args[0], err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "build %s created (commit %s)\n", again.Name, b.Spec.Commit)
+			_, _ = fmt.Fprintf(cmd.OutOrStdout(), "build %s created (commit %s)\n", again.Name, b.Spec.Commit)
 			return nil
 		},
 	}
@@ -330,7 +330,7 @@ func newCILogsCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("logs of build %s (pod %s): %w", b.Name, b.Status.Pod, err)
 			}
-			defer stream.Close()
+			defer func() { _ = stream.Close() }()
 			_, err = io.Copy(cmd.OutOrStdout(), stream)
 			return err
 		},

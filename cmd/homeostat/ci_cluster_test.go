@@ -22,7 +22,7 @@ func TestCIAgainstTheAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer env.Stop()
+	defer func() { _ = env.Stop() }()
 	t.Run("commands", func(t *testing.T) { ciClusterCommands(t, env) })
 	t.Run("build end to end", func(t *testing.T) { ciBuildEndToEnd(t, env) })
 }

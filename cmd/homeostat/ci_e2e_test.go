@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -71,8 +72,9 @@ func runBuildPodLocally(t *testing.T, env *testenv.Env, pod *corev1.Pod) (agentL
 	cmd.Dir = paths[agent.WorkingDir]
 	out, err := cmd.CombinedOutput()
 	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		code = exit.ExitCode()
 	} else if err != nil {
 		t.Fatal(err)
 	}
@@ -120,8 +122,12 @@ func ciBuildEndToEnd(t *testing.T, env *testenv.Env) {
 	steps := "image: alpine:3\nenv: {GREETING: hi}\nsteps:\n" +
 		"  - {name: checkout, run: 'test \"$(cat version)\" = 2 && echo at $HOMEOSTAT_COMMIT'}\n" +
 		"  - {name: greet, run: echo $GREETING from $HOMEOSTAT_BRANCH}\n"
-	os.WriteFile(filepath.Join(repo, ".homeostat-ci.yaml"), []byte(steps), 0o644)
-	os.WriteFile(filepath.Join(repo, "version"), []byte("1"), 0o644)
+	if err := os.WriteFile(filepath.Join(repo, ".homeostat-ci.yaml"), []byte(steps), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "version"), []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	git("add", "-A")
 	git("commit", "-q", "-m", "one")
 
@@ -161,7 +167,9 @@ func ciBuildEndToEnd(t *testing.T, env *testenv.Env) {
 	waitBuild(t, env, ns.Name, ci.BuildName("shop", "main", first), v1alpha1.BuildRunning)
 
 	// The new commit arrives; a push webhook would call Trigger.
-	os.WriteFile(filepath.Join(repo, "version"), []byte("2"), 0o644)
+	if err := os.WriteFile(filepath.Join(repo, "version"), []byte("2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	git("commit", "-q", "-am", "two")
 	second := git("rev-parse", "HEAD")
 	if _, err := pipelines.Trigger(ctx, []string{"file://" + repo}); err != nil {

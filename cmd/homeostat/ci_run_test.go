@@ -33,7 +33,9 @@ func ciWorkspace(t *testing.T, name string) string {
 
 func TestCIRunPasses(t *testing.T) {
 	dir := ciWorkspace(t, "pass.yaml")
-	os.WriteFile(filepath.Join(dir, "marker"), nil, 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "marker"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	stdout, stderr, code := homeostat(t, "ci", "run", dir)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)

@@ -193,7 +193,7 @@ func (r *BuildReconciler) stepsFile(ctx context.Context, b *v1alpha1.Build, p *v
 	if err != nil {
 		return nil, nil, err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	if err := r.Git.Clone(ctx, b.Spec.Repo, b.Spec.Commit, dir, auth); err != nil {
 		return nil, nil, fmt.Errorf("clone %s: %w", shortCommit(b.Spec.Commit), err)
 	}

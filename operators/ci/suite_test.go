@@ -164,7 +164,7 @@ func (r *gitRepo) serveHTTP() {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	r.t.Cleanup(func() { srv.StopHTTP(); os.RemoveAll(srv.Root()) })
+	r.t.Cleanup(func() { srv.StopHTTP(); _ = os.RemoveAll(srv.Root()) })
 	if err := srv.StartHTTP(); err != nil {
 		r.t.Fatal(err)
 	}

@@ -78,14 +78,14 @@ func RunFile(ctx context.Context, file string, opts Options) Result {
 	data, err := os.ReadFile(filepath.Join(opts.Dir, file))
 	if err != nil {
 		r := Result{Phase: v1alpha1.BuildFailed, Message: fmt.Sprintf("read steps file: %v", err)}
-		fmt.Fprintf(opts.Out, "[agent] %s\n", r.Message)
+		_, _ = fmt.Fprintf(opts.Out, "[agent] %s\n", r.Message)
 		return r
 	}
 	f, problems := steps.Parse(file, data)
 	if problems != nil {
 		r := Result{Phase: v1alpha1.BuildFailed, Message: steps.Format(problems)}
 		for _, p := range problems {
-			fmt.Fprintf(opts.Out, "[agent] %s\n", p.Error())
+			_, _ = fmt.Fprintf(opts.Out, "[agent] %s\n", p.Error())
 		}
 		return r
 	}
@@ -115,7 +115,7 @@ func Run(ctx context.Context, f *steps.File, opts Options) Result {
 		}
 	}
 	res.Duration = round(time.Since(start)).String()
-	fmt.Fprintf(opts.Out, "[agent] build %s in %s\n", strings.ToLower(res.Phase), res.Duration)
+	_, _ = fmt.Fprintf(opts.Out, "[agent] build %s in %s\n", strings.ToLower(res.Phase), res.Duration)
 	return res
 }
 
@@ -143,7 +143,7 @@ func runStep(ctx context.Context, s steps.Step, env []string, opts Options, time
 		st.Phase = StepFailed
 	}
 	out.Flush()
-	fmt.Fprintf(out, "%s (exit %d) in %s\n", strings.ToLower(st.Phase), code, d)
+	_, _ = fmt.Fprintf(out, "%s (exit %d) in %s\n", strings.ToLower(st.Phase), code, d)
 	return st, msg
 }
 
@@ -151,7 +151,7 @@ func runStep(ctx context.Context, s steps.Step, env []string, opts Options, time
 // that a timeout (or the agent being stopped) kills everything it started,
 // not just the shell.
 func execute(ctx context.Context, s steps.Step, env []string, dir string, out io.Writer) (int32, string) {
-	fmt.Fprintf(out, "+ %s\n", firstLine(s.Run))
+	_, _ = fmt.Fprintf(out, "+ %s\n", firstLine(s.Run))
 	cmd := exec.CommandContext(ctx, "sh", "-c", s.Run)
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, env, out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -186,12 +186,12 @@ func pause(ctx context.Context, s steps.Step, out io.Writer, opts Options) (int3
 	if hint == "" {
 		hint = "resume it"
 	}
-	fmt.Fprintf(out, "paused until resumed or until the timeout at %s: %s\n", deadline.UTC().Format(time.RFC3339), hint)
+	_, _ = fmt.Fprintf(out, "paused until resumed or until the timeout at %s: %s\n", deadline.UTC().Format(time.RFC3339), hint)
 	if opts.PausedFile != "" {
 		if err := os.WriteFile(opts.PausedFile, []byte(s.Name+"\n"), 0o644); err != nil {
-			fmt.Fprintf(out, "cannot mark the pause in %s: %v\n", opts.PausedFile, err)
+			_, _ = fmt.Fprintf(out, "cannot mark the pause in %s: %v\n", opts.PausedFile, err)
 		}
-		defer os.Remove(opts.PausedFile)
+		defer func() { _ = os.Remove(opts.PausedFile) }()
 	}
 	if opts.Resume == nil {
 		<-ctx.Done()
@@ -200,7 +200,7 @@ func pause(ctx context.Context, s steps.Step, out io.Writer, opts Options) (int3
 	if err := opts.Resume.Wait(ctx); err != nil {
 		return 1, fmt.Sprintf("step %s: %v", s.Name, err)
 	}
-	fmt.Fprintln(out, "resumed")
+	_, _ = fmt.Fprintln(out, "resumed")
 	return 0, ""
 }
 

@@ -197,7 +197,9 @@ func TestPauseTimesOut(t *testing.T) {
 	dir := workspace(t, "pause.yaml")
 	data, _ := os.ReadFile(filepath.Join(dir, ".homeostat-ci.yaml"))
 	data = bytes.Replace(data, []byte("timeout: 1m"), []byte("timeout: 300ms"), 1)
-	os.WriteFile(filepath.Join(dir, ".homeostat-ci.yaml"), data, 0o644)
+	if err := os.WriteFile(filepath.Join(dir, ".homeostat-ci.yaml"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r := RunFile(context.Background(), ".homeostat-ci.yaml", Options{Dir: dir, Env: os.Environ(), Out: &syncBuffer{},
 		Resume: FileResumer{Path: filepath.Join(dir, "no-such-file"), Interval: 20 * time.Millisecond}})
 	if r.Phase != v1alpha1.BuildFailed || r.FailedStep != "debug" || r.Message != "step debug: timed out after 300ms" {
@@ -237,7 +239,9 @@ func waitFor(t *testing.T, out *syncBuffer, s string) {
 func TestInterruptStopsTheStep(t *testing.T) {
 	dir := workspace(t, "timeout.yaml")
 	data, _ := os.ReadFile(filepath.Join(dir, ".homeostat-ci.yaml"))
-	os.WriteFile(filepath.Join(dir, ".homeostat-ci.yaml"), bytes.Replace(data, []byte("timeout: 1s"), []byte("timeout: 1h"), 1), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, ".homeostat-ci.yaml"), bytes.Replace(data, []byte("timeout: 1s"), []byte("timeout: 1h"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncBuffer
 	done := make(chan Result, 1)

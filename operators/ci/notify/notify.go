@@ -216,7 +216,7 @@ func post(ctx context.Context, c *http.Client, what, u string, header http.Heade
 		}
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode/100 != 2 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		err := fmt.Errorf("%s: %s: %s", what, resp.Status, strings.TrimSpace(string(msg)))

@@ -28,7 +28,7 @@ func receiver(t *testing.T, status int) (*httptest.Server, chan request) {
 		}
 		got <- request{r.Method, r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("Content-Type"), body}
 		w.WriteHeader(status)
-		io.WriteString(w, `{"ok":false,"description":"nope"}`)
+		_, _ = io.WriteString(w, `{"ok":false,"description":"nope"}`)
 	}))
 	t.Cleanup(srv.Close)
 	return srv, got

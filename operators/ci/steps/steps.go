@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -380,8 +381,7 @@ func yamlErrorLine(err error) int {
 	if m == nil {
 		return 0
 	}
-	var n int
-	fmt.Sscanf(m[1], "%d", &n)
+	n, _ := strconv.Atoi(m[1])
 	return n
 }
 
