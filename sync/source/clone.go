@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -15,7 +16,7 @@ import (
 // build sees exactly the commit its Build names. Only what that commit needs
 // is fetched when the server allows; the "origin" remote is recorded without
 // credentials.
-func Clone(ctx context.Context, url, commit, dir string, auth Auth) error {
+func Clone(ctx context.Context, url, commit, dir string, auth Auth) (err error) {
 	s, err := newSession("clone", url, auth)
 	if err != nil {
 		return err
@@ -27,21 +28,40 @@ func Clone(ctx context.Context, url, commit, dir string, auth Auth) error {
 	if err := checkEmptyDir(dir); err != nil {
 		return err
 	}
-	repo, err := git.PlainInit(dir, false)
-	if err != nil {
-		return fmt.Errorf("clone into %s: %w", dir, err)
-	}
-	if _, err := repo.CreateRemote(&config.RemoteConfig{Name: git.DefaultRemoteName, URLs: []string{s.ep.display}}); err != nil {
-		return fmt.Errorf("clone into %s: %w", dir, err)
-	}
 	refs, err := s.list(ctx, "clone")
 	if err != nil {
 		return err
 	}
-	name, err := fetchCommit(ctx, "clone", s, &repoHolder{repo: repo}, refs, want)
+	// dir was empty: a failed clone leaves it empty again, so a retry of the
+	// same command can succeed.
+	defer func() {
+		if err != nil {
+			emptyDir(dir)
+		}
+	}()
+	h := &repoHolder{}
+	h.reset = func() error {
+		if err := os.RemoveAll(filepath.Join(dir, git.GitDirName)); err != nil {
+			return fmt.Errorf("clone into %s: %w", dir, err)
+		}
+		repo, err := git.PlainInit(dir, false)
+		if err != nil {
+			return fmt.Errorf("clone into %s: %w", dir, err)
+		}
+		if _, err := repo.CreateRemote(&config.RemoteConfig{Name: git.DefaultRemoteName, URLs: []string{s.ep.display}}); err != nil {
+			return fmt.Errorf("clone into %s: %w", dir, err)
+		}
+		h.repo = repo
+		return nil
+	}
+	if err := h.reset(); err != nil {
+		return err
+	}
+	name, err := fetchCommit(ctx, "clone", s, h, refs, want)
 	if err != nil {
 		return err
 	}
+	repo := h.repo
 	wt, err := repo.Worktree()
 	if err != nil {
 		return fmt.Errorf("clone into %s: %w", dir, err)
@@ -67,4 +87,11 @@ func checkEmptyDir(dir string) error {
 		return fmt.Errorf("clone into %s: directory is not empty", dir)
 	}
 	return nil
+}
+
+func emptyDir(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+	}
 }

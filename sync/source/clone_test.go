@@ -115,7 +115,14 @@ func TestCloneRefusals(t *testing.T) {
 	if err := Clone(context.Background(), fx.repo.url(), "main", t.TempDir(), Auth{}); err == nil || !strings.Contains(err.Error(), "full 40-character") {
 		t.Errorf("clone of a branch name: %v", err)
 	}
-	if err := Clone(context.Background(), fx.repo.url(), strings.Repeat("0", 40), t.TempDir(), Auth{}); err == nil || !strings.Contains(err.Error(), "not found") {
+	ws := t.TempDir()
+	if err := Clone(context.Background(), fx.repo.url(), strings.Repeat("0", 40), ws, Auth{}); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("clone of a missing commit: %v", err)
+	}
+	if entries, _ := os.ReadDir(ws); len(entries) != 0 {
+		t.Errorf("failed clone left %d entries behind", len(entries))
+	}
+	if err := Clone(context.Background(), fx.repo.url(), fx.c1, ws, Auth{}); err != nil {
+		t.Errorf("retry into the same directory: %v", err)
 	}
 }

@@ -29,7 +29,7 @@ func parseCommit(ep endpoint, op, s string) (plumbing.Hash, error) {
 // when a shallow history must become a full one.
 type repoHolder struct {
 	repo  *git.Repository
-	reset func() error // nil: cannot start over
+	reset func() error // starts over with an empty repository
 }
 
 func (h *repoHolder) has(c plumbing.Hash) bool {
@@ -67,9 +67,6 @@ func fetchCommit(ctx context.Context, op string, s *session, h *repoHolder, refs
 	// Full history of every branch and tag; a shallow repository cannot
 	// deepen reliably, so it starts over.
 	if shallow, _ := h.repo.Storer.Shallow(); len(shallow) > 0 {
-		if h.reset == nil {
-			return "", newError(op, s.ep, nil, "cannot deepen a shallow clone to find commit "+want.String(), nil)
-		}
 		if err := h.reset(); err != nil {
 			return "", err
 		}
