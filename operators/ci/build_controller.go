@@ -115,13 +115,12 @@ func (r *BuildReconciler) start(ctx context.Context, b *v1alpha1.Build) (ctrl.Re
 		fail(b, err.Error())
 		return r.finish(ctx, b)
 	}
-	ok, running, err := r.mayStart(ctx, b, p)
+	wait, err := r.mustWait(ctx, b, p)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if !ok {
-		b.Status.Phase = v1alpha1.BuildPending
-		b.Status.Message = fmt.Sprintf("waiting: %d of %d concurrent builds running", running, concurrency(p))
+	if wait != "" {
+		b.Status.Phase, b.Status.Message = v1alpha1.BuildPending, wait
 		return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
 	}
 	f, problems, err := r.stepsFile(ctx, b, p)
@@ -150,36 +149,32 @@ func (r *BuildReconciler) start(ctx context.Context, b *v1alpha1.Build) (ctrl.Re
 	return ctrl.Result{}, nil
 }
 
-// mayStart applies the pipeline's concurrency cap: waiting builds start in
-// the order they were made.
-func (r *BuildReconciler) mayStart(ctx context.Context, b *v1alpha1.Build, p *v1alpha1.Pipeline) (bool, int, error) {
+// mustWait applies the pipeline's concurrency cap, starting waiting builds
+// in the order they were made; it says why b waits, or "" when b may start.
+func (r *BuildReconciler) mustWait(ctx context.Context, b *v1alpha1.Build, p *v1alpha1.Pipeline) (string, error) {
 	var list v1alpha1.BuildList
 	if err := r.APIReader.List(ctx, &list, client.InNamespace(b.Namespace), client.MatchingLabels{LabelPipeline: LabelValue(p.Name)}); err != nil {
-		return false, 0, fmt.Errorf("list builds of pipeline %s: %w", p.Name, err)
+		return "", fmt.Errorf("list builds of pipeline %s: %w", p.Name, err)
 	}
-	running := 0
-	var waiting []v1alpha1.Build
-	for _, o := range list.Items {
+	running, ahead := 0, 0
+	for i := range list.Items {
+		o := &list.Items[i]
 		switch {
-		case o.Name == b.Name || finished(&o):
+		case o.Name == b.Name || finished(o):
 		case o.Status.Pod != "":
 			running++
-		default:
-			waiting = append(waiting, o)
-		}
-	}
-	free := int(concurrency(p)) - running
-	if free <= 0 {
-		return false, running, nil
-	}
-	sort.Slice(waiting, func(i, j int) bool { return older(&waiting[i], &waiting[j]) })
-	ahead := 0
-	for i := range waiting {
-		if older(&waiting[i], b) {
+		case older(o, b):
 			ahead++
 		}
 	}
-	return ahead < free, running, nil
+	limit := int(concurrency(p))
+	switch {
+	case running >= limit:
+		return fmt.Sprintf("waiting: %d of %d concurrent builds running", running, limit), nil
+	case ahead >= limit-running:
+		return fmt.Sprintf("waiting: %d older builds start first", ahead), nil
+	}
+	return "", nil
 }
 
 // stepsFile reads the steps file at the build's commit. Problems are the
