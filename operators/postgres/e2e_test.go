@@ -225,6 +225,7 @@ spec:
 		t.Errorf("instances = %+v", pg.Status.Instances)
 	}
 	oldPrimary := pg.Status.Primary
+	s.waitStreaming("shopdb", 2)
 	t.Logf("cluster ready, primary %s, instances %+v", oldPrimary, pg.Status.Instances)
 
 	rw := s.db("shopdb", RWService("shopdb"))
@@ -342,6 +343,7 @@ spec:
 	}
 	pg = s.waitReady("shopdb", 3)
 	t.Logf("after failover: primary %s, instances %+v", pg.Status.Primary, pg.Status.Instances)
+	s.waitStreaming("shopdb", 2)
 
 	// A switchover on request: the primary is stopped cleanly and the most
 	// advanced replica takes over.
@@ -358,28 +360,50 @@ spec:
 		return err == nil && n == 151, fmt.Sprintf("count %d, err %v", n, err)
 	})
 	pg = s.waitReady("shopdb", 3)
+	s.waitStreaming("shopdb", 2)
 
 	// Close the current WAL segment so the archive holds the target.
 	s.switchAndArchiveWAL("shopdb")
 	s.restoreToPointInTime(target)
 }
 
+// superDB connects to the primary as the superuser, through NAME-rw.
+func (s *story) superDB(cluster string) *sql.DB {
+	s.t.Helper()
+	var sec corev1.Secret
+	if err := env.Client.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: SecretName(cluster, SecretSuperuser)}, &sec); err != nil {
+		s.t.Fatal(err)
+	}
+	addr, err := s.kube.Resolve(s.ctx, s.ns, RWService(cluster))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	db, err := pgConn(addr, string(sec.Data["password"]))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return db
+}
+
+// waitStreaming waits until the primary streams to n replicas, each through
+// its own replication slot.
+func (s *story) waitStreaming(cluster string, n int) {
+	s.t.Helper()
+	db := s.superDB(cluster)
+	defer db.Close()
+	s.eventually(fmt.Sprintf("%d streaming replicas with slots", n), 2*time.Minute, func() (bool, string) {
+		var streaming, slots int
+		err := db.QueryRowContext(s.ctx, `SELECT (SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'),
+			(SELECT count(*) FROM pg_replication_slots WHERE active)`).Scan(&streaming, &slots)
+		return err == nil && streaming == n && slots == n, fmt.Sprintf("streaming %d, active slots %d, err %v", streaming, slots, err)
+	})
+}
+
 // switchAndArchiveWAL ends the primary's WAL segment and waits until it is
 // archived, as archive_timeout would after a while.
 func (s *story) switchAndArchiveWAL(cluster string) {
 	t := s.t
-	var sec corev1.Secret
-	if err := env.Client.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: SecretName(cluster, SecretSuperuser)}, &sec); err != nil {
-		t.Fatal(err)
-	}
-	addr, err := s.kube.Resolve(s.ctx, s.ns, RWService(cluster))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := pgConn(addr, string(sec.Data["password"]))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := s.superDB(cluster)
 	defer db.Close()
 	var seg string
 	if err := db.QueryRowContext(s.ctx, `SELECT pg_walfile_name(pg_switch_wal())`).Scan(&seg); err != nil {

@@ -6,7 +6,9 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -26,13 +28,25 @@ func (r *PostgresReconciler) finalize(ctx context.Context, pg *v1alpha1.Postgres
 	}
 	ns, sel := client.InNamespace(pg.Namespace), client.MatchingLabels{LabelCluster: pg.Name}
 	bg := client.PropagationPolicy(metav1.DeletePropagationBackground)
-	kinds := []client.Object{&corev1.Pod{}, &batchv1.Job{}, &corev1.Service{}}
+	lists := []client.ObjectList{&corev1.PodList{}, &batchv1.JobList{}, &corev1.ServiceList{}}
 	if pg.Spec.DeletionPolicy == "Delete" {
-		kinds = append(kinds, &corev1.PersistentVolumeClaim{}, &corev1.Secret{})
+		lists = append(lists, &corev1.PersistentVolumeClaimList{}, &corev1.SecretList{})
 	}
-	for _, k := range kinds {
-		if err := r.DeleteAllOf(ctx, k, ns, sel, bg); err != nil {
-			return fmt.Errorf("delete %T of %s: %w", k, pg.Name, err)
+	// One delete per object rather than DeleteAllOf: the controller's role
+	// needs no deletecollection.
+	for _, l := range lists {
+		if err := r.List(ctx, l, ns, sel); err != nil {
+			return fmt.Errorf("list %T of %s: %w", l, pg.Name, err)
+		}
+		err := meta.EachListItem(l, func(o runtime.Object) error {
+			obj := o.(client.Object)
+			if err := r.Delete(ctx, obj, bg); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("delete %T %s: %w", obj, obj.GetName(), err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	controllerutil.RemoveFinalizer(pg, FinalizerName)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lib/pq"
@@ -51,7 +52,8 @@ type Observation struct {
 	Timeline   int64
 	// Current is the last WAL location written (primary) or replayed (replica).
 	Current LSN
-	// Received is how far a replica has received WAL.
+	// Received is how far a replica has received WAL (or replayed it, when
+	// more: a restarted WAL receiver reports the start of its segment).
 	Received LSN
 	// SyncStandbyNames is the running synchronous_standby_names.
 	SyncStandbyNames string
@@ -101,7 +103,7 @@ func observeInstance(ctx context.Context, addr, password string) Observation {
 	var cur, recv, tli string
 	if o.InRecovery {
 		err = db.QueryRowContext(ctx, `SELECT pg_last_wal_replay_lsn()::text,
-			COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text,
+			GREATEST(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text,
 			COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))::text`).Scan(&cur, &recv, &tli)
 	} else {
 		err = db.QueryRowContext(ctx, `SELECT pg_current_wal_lsn()::text, pg_current_wal_lsn()::text,
@@ -149,4 +151,55 @@ func setSyncStandbyNames(ctx context.Context, addr, password, value string) erro
 		return fmt.Errorf("reload configuration on %s: %w", addr, err)
 	}
 	return nil
+}
+
+// syncSlots makes the primary at addr hold a physical replication slot for
+// each replica in want, and drops the cluster's slots (names starting with
+// prefix) that no instance in keep or want needs any more, so they do not
+// keep WAL forever.
+// A promoted replica starts without the slots its old primary had.
+func syncSlots(ctx context.Context, addr, password, prefix string, want, keep []string) (created, dropped []string, err error) {
+	db, err := pgConn(addr, password)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, `SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'`)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list replication slots on %s: %w", addr, err)
+	}
+	have := map[string]bool{}
+	for rows.Next() {
+		var name string
+		var active bool
+		if err := rows.Scan(&name, &active); err != nil {
+			rows.Close()
+			return nil, nil, err
+		}
+		have[name] = active
+	}
+	rows.Close()
+	wanted := map[string]bool{}
+	for _, k := range keep {
+		wanted[k] = true
+	}
+	for _, w := range want {
+		if _, ok := have[w]; ok {
+			continue
+		}
+		if _, err := db.ExecContext(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, w); err != nil {
+			return created, dropped, fmt.Errorf("create replication slot %s on %s: %w", w, addr, err)
+		}
+		created = append(created, w)
+	}
+	for name, active := range have {
+		if wanted[name] || active || !strings.HasPrefix(name, prefix) {
+			continue
+		}
+		if _, err := db.ExecContext(ctx, `SELECT pg_drop_replication_slot($1)`, name); err != nil {
+			return created, dropped, fmt.Errorf("drop replication slot %s on %s: %w", name, addr, err)
+		}
+		dropped = append(dropped, name)
+	}
+	return created, dropped, nil
 }

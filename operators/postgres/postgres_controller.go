@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"homeostat.dev/homeostat/operators/instance"
 	"homeostat.dev/homeostat/render/api/v1alpha1"
 )
 
@@ -512,26 +513,41 @@ func (r *PostgresReconciler) removeInstance(ctx context.Context, c *cluster, ins
 	return c.wait(phase, "removing instance %s", inst)
 }
 
-// syncReplication keeps synchronous_standby_names on the primary in step
-// with spec.synchronous and the current replicas.
+// syncReplication keeps the primary in step with its replicas: a physical
+// replication slot for each (a promoted replica has none of its old
+// primary's), none for instances that are gone, and synchronous_standby_names
+// following spec.synchronous.
 func (r *PostgresReconciler) syncReplication(ctx context.Context, c *cluster) error {
 	o := c.obs[c.pg.Status.Primary]
 	if !o.Reachable || o.InRecovery {
 		return nil
 	}
-	var replicas []string
+	var replicas, slots []string
 	for _, name := range readyPVCs(c) {
 		if name != c.pg.Status.Primary {
 			replicas = append(replicas, name)
+			slots = append(slots, instance.SlotName(name))
 		}
-	}
-	want := SynchronousStandbyNames(int(c.pg.Spec.Synchronous), replicas)
-	if o.SyncStandbyNames == want {
-		return nil
 	}
 	addr, err := r.resolver()(ctx, c.pg.Namespace, c.pg.Status.Primary)
 	if err != nil {
 		return err
+	}
+	// Slots of instances still being cloned belong to their join Job.
+	var keep []string
+	for name := range c.pvcs {
+		keep = append(keep, instance.SlotName(name))
+	}
+	created, dropped, err := syncSlots(ctx, addr, c.password, instance.SlotName(c.pg.Name+"-"), slots, keep)
+	if err != nil {
+		return err
+	}
+	if len(created)+len(dropped) > 0 {
+		r.event(c.pg, "ReplicationSlotsSynced", "created %v, dropped %v", created, dropped)
+	}
+	want := SynchronousStandbyNames(int(c.pg.Spec.Synchronous), replicas)
+	if o.SyncStandbyNames == want {
+		return nil
 	}
 	if err := setSyncStandbyNames(ctx, addr, c.password, want); err != nil {
 		return err
