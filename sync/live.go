@@ -3,6 +3,9 @@ package sync
 import (
 	"context"
 	"fmt"
+	gosync "sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,21 +37,32 @@ func (e *Engine) listLive(ctx context.Context, items []*item) (map[string]*liveM
 	for _, it := range items {
 		kinds[it.ref.GVK()] = true
 	}
+	// One list per kind, all kinds at once.
+	var mu gosync.Mutex
 	out := map[string]*liveMeta{}
+	g, gctx := errgroup.WithContext(ctx)
 	for gvk := range kinds {
-		list := &metav1.PartialObjectMetadataList{}
-		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := e.client.List(ctx, list, match); err != nil {
-			if meta.IsNoMatchError(err) {
-				continue
+		g.Go(func() error {
+			list := &metav1.PartialObjectMetadataList{}
+			list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+			if err := e.client.List(gctx, list, match); err != nil {
+				if meta.IsNoMatchError(err) {
+					return nil
+				}
+				return fmt.Errorf("list %s: %w", gvk.Kind, err)
 			}
-			return nil, fmt.Errorf("list %s: %w", gvk.Kind, err)
-		}
-		for i := range list.Items {
-			o := &list.Items[i]
-			ref := Ref{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: o.Namespace, Name: o.Name}
-			out[ref.ID()] = metaOf(o)
-		}
+			mu.Lock()
+			defer mu.Unlock()
+			for i := range list.Items {
+				o := &list.Items[i]
+				ref := Ref{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: o.Namespace, Name: o.Name}
+				out[ref.ID()] = metaOf(o)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -134,7 +134,8 @@ func BenchmarkRunnerSync1000Apps(b *testing.B) {
 		b.ReportMetric(float64(oneD.Milliseconds()), "one-app-ms")
 		b.ReportMetric(float64(objectWrites), "one-app-object-writes")
 		b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB")
-		b.Logf("one-app commit: %s", one.Changes.String())
+		b.Logf("no-op timings %+v", noop.Timings)
+		b.Logf("one-app commit: timings %+v\n%s", one.Timings, one.Changes.String())
 	}
 }
 
