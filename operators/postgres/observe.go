@@ -157,16 +157,17 @@ func setSyncStandbyNames(ctx context.Context, addr, password, value string) erro
 // each replica in want, and drops the cluster's slots (names starting with
 // prefix) that no instance in keep or want needs any more, so they do not
 // keep WAL forever.
-// A promoted replica starts without the slots its old primary had.
-func syncSlots(ctx context.Context, addr, password, prefix string, want, keep []string) (created, dropped []string, err error) {
+// A promoted replica starts without the slots its old primary had. It
+// returns which slots are in use (a replica streams through it).
+func syncSlots(ctx context.Context, addr, password, prefix string, want, keep []string) (active map[string]bool, created, dropped []string, err error) {
 	db, err := pgConn(addr, password)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer db.Close()
 	rows, err := db.QueryContext(ctx, `SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'`)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list replication slots on %s: %w", addr, err)
+		return nil, nil, nil, fmt.Errorf("list replication slots on %s: %w", addr, err)
 	}
 	have := map[string]bool{}
 	for rows.Next() {
@@ -174,7 +175,7 @@ func syncSlots(ctx context.Context, addr, password, prefix string, want, keep []
 		var active bool
 		if err := rows.Scan(&name, &active); err != nil {
 			rows.Close()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		have[name] = active
 	}
@@ -188,7 +189,7 @@ func syncSlots(ctx context.Context, addr, password, prefix string, want, keep []
 			continue
 		}
 		if _, err := db.ExecContext(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, w); err != nil {
-			return created, dropped, fmt.Errorf("create replication slot %s on %s: %w", w, addr, err)
+			return have, created, dropped, fmt.Errorf("create replication slot %s on %s: %w", w, addr, err)
 		}
 		created = append(created, w)
 	}
@@ -197,9 +198,9 @@ func syncSlots(ctx context.Context, addr, password, prefix string, want, keep []
 			continue
 		}
 		if _, err := db.ExecContext(ctx, `SELECT pg_drop_replication_slot($1)`, name); err != nil {
-			return created, dropped, fmt.Errorf("drop replication slot %s on %s: %w", name, addr, err)
+			return have, created, dropped, fmt.Errorf("drop replication slot %s on %s: %w", name, addr, err)
 		}
 		dropped = append(dropped, name)
 	}
-	return created, dropped, nil
+	return have, created, dropped, nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -59,6 +60,13 @@ type PostgresReconciler struct {
 	Rand io.Reader
 	// Poll is how often an unsettled cluster is looked at again (5s when 0).
 	Poll time.Duration
+	// StuckAfter is how long a running replica may stream nothing before it
+	// is cloned afresh (2m when 0).
+	StuckAfter time.Duration
+
+	mu sync.Mutex
+	// notStreaming is when each replica was first seen not streaming.
+	notStreaming map[string]time.Time
 }
 
 // errWait ends a reconcile early without an error: the cluster is moving
@@ -538,8 +546,11 @@ func (r *PostgresReconciler) syncReplication(ctx context.Context, c *cluster) er
 	for name := range c.pvcs {
 		keep = append(keep, instance.SlotName(name))
 	}
-	created, dropped, err := syncSlots(ctx, addr, c.password, instance.SlotName(c.pg.Name+"-"), slots, keep)
+	active, created, dropped, err := syncSlots(ctx, addr, c.password, instance.SlotName(c.pg.Name+"-"), slots, keep)
 	if err != nil {
+		return err
+	}
+	if err := r.recloneStuckReplicas(ctx, c, replicas, active); err != nil {
 		return err
 	}
 	if len(created)+len(dropped) > 0 {
@@ -554,6 +565,50 @@ func (r *PostgresReconciler) syncReplication(ctx context.Context, c *cluster) er
 	}
 	r.event(c.pg, "SynchronousStandbysSet", "synchronous_standby_names = %q", want)
 	return nil
+}
+
+// recloneStuckReplicas replaces a replica that runs but has not streamed
+// from the primary for StuckAfter: after a promotion a replica that had
+// replayed past the new primary's fork point can never follow it, and with
+// synchronous replication a silent replica weakens every commit. One at a
+// time, and only while the primary is healthy.
+func (r *PostgresReconciler) recloneStuckReplicas(ctx context.Context, c *cluster, replicas []string, active map[string]bool) error {
+	r.mu.Lock()
+	if r.notStreaming == nil {
+		r.notStreaming = map[string]time.Time{}
+	}
+	stuck := ""
+	now := r.now()
+	for _, name := range replicas {
+		key := c.pg.Namespace + "/" + name
+		o, pod := c.obs[name], c.pods[name]
+		if active[instance.SlotName(name)] || pod == nil || !podReady(pod) || !o.Reachable {
+			delete(r.notStreaming, key)
+			continue
+		}
+		since, seen := r.notStreaming[key]
+		if !seen {
+			r.notStreaming[key] = now
+			continue
+		}
+		if now.Sub(since) > r.stuckAfter() && stuck == "" {
+			stuck = name
+			delete(r.notStreaming, key)
+		}
+	}
+	r.mu.Unlock()
+	if stuck == "" {
+		return nil
+	}
+	r.event(c.pg, "ReplicaStuck", "%s has not streamed from %s for %s; cloning it afresh", stuck, c.pg.Status.Primary, r.stuckAfter())
+	return r.removeInstance(ctx, c, stuck, PhaseCreatingReplica)
+}
+
+func (r *PostgresReconciler) stuckAfter() time.Duration {
+	if r.StuckAfter > 0 {
+		return r.StuckAfter
+	}
+	return 2 * time.Minute
 }
 
 // readyPVCs are the instances whose volumes are filled, by serial.
