@@ -336,7 +336,7 @@ func newCILogsCommand() *cobra.Command {
 		},
 	}
 	addNamespaceFlag(cmd, &namespace)
-	cmd.Flags().BoolVarP(&follow, "follow", "F", false, "keep printing while the build runs")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing while the build runs")
 	return cmd
 }
 
