@@ -114,8 +114,14 @@ func (c *checker) identifier(p fieldPath, v string) {
 	}
 }
 
+// s3Endpoint is what the backup store's client accepts: host[:port], no
+// scheme and no path (plain HTTP is insecure: true).
+var s3Endpoint = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$`)
+
 func (c *checker) s3(p fieldPath, s *v1alpha1.S3Store) {
-	c.required(p.at("endpoint"), s.Endpoint)
+	if c.required(p.at("endpoint"), s.Endpoint) && !s3Endpoint.MatchString(s.Endpoint) {
+		c.add(p.at("endpoint"), "%q must be host[:port] without a scheme or path, as s3.amazonaws.com or 127.0.0.1:9000 (insecure: true selects plain HTTP)", s.Endpoint)
+	}
 	if c.required(p.at("bucket"), s.Bucket) && len(validation.IsDNS1123Subdomain(s.Bucket)) > 0 {
 		c.add(p.at("bucket"), "%q is not a bucket name (lowercase letters, digits, dots and dashes)", s.Bucket)
 	}
