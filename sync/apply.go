@@ -305,7 +305,7 @@ func (e *Engine) applyOne(ctx context.Context, it *item, lv *liveMeta, inv Inven
 		}
 		drift = true
 	}
-	res, err := e.patch(ctx, it, false)
+	res, err := e.patchWithRetry(ctx, it)
 	if err != nil {
 		c.Action, c.Err = Failed, describe(err)
 		return c, ""
@@ -433,6 +433,30 @@ func (e *Engine) patch(ctx context.Context, it *item, dryRun bool) (*patchResult
 		}
 	}
 	return res, nil
+}
+
+// patchWithRetry applies, retrying what a busy API server answers with
+// "later" (429, 5xx timeouts) a few times with backoff.
+func (e *Engine) patchWithRetry(ctx context.Context, it *item) (*patchResult, error) {
+	delay := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		res, err := e.patch(ctx, it, false)
+		if err == nil || attempt == 4 || !transient(err) {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(delay):
+		}
+		delay *= 3
+	}
+}
+
+// transient reports errors worth a retry: the server was busy, not wrong.
+func transient(err error) bool {
+	return apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) ||
+		apierrors.IsTimeout(err) || apierrors.IsServiceUnavailable(err)
 }
 
 // get reads the full live object.

@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"homeostat.dev/homeostat/render/api/v1alpha1"
 )
 
 func TestWaitForHealth(t *testing.T) {
@@ -41,6 +44,9 @@ spec:
 	}
 	if len(o.Health) != 1 || !strings.Contains(o.Health[0].Ref.String(), "never-ready") {
 		t.Fatalf("health should name the Deployment: %+v", o.Health)
+	}
+	if c := apimeta.FindStatusCondition(f.sync.Status.Conditions, v1alpha1.ConditionReconciling); c == nil || c.Reason != ReasonProgressingWithRetry {
+		t.Fatalf("a health failure is retried: want Reconciling/ProgressingWithRetry, got %+v", f.sync.Status.Conditions)
 	}
 	// The objects were applied and are owned even though unhealthy.
 	if len(f.sync.Status.Inventory) != 2 || f.sync.Status.LastAppliedRevision == f.sync.Status.LastAttemptedRevision {

@@ -26,15 +26,18 @@ import (
 
 // Condition reasons. They are stable: users and alerts grep for them.
 const (
-	ReasonSucceeded      = "ReconciliationSucceeded"
-	ReasonProgressing    = "Progressing"
-	ReasonArtifactFailed = "ArtifactFailed"
-	ReasonRenderFailed   = "RenderFailed"
-	ReasonApplyFailed    = "ApplyFailed"
-	ReasonPruneFailed    = "PruneFailed"
-	ReasonHealthFailed   = "HealthCheckFailed"
-	ReasonSuspended      = "Suspended"
-	ReasonRolledBack     = "RolledBack"
+	ReasonSucceeded   = "ReconciliationSucceeded"
+	ReasonProgressing = "Progressing"
+	// ReasonProgressingWithRetry marks Reconciling while a failed sync
+	// waits for its retry.
+	ReasonProgressingWithRetry = "ProgressingWithRetry"
+	ReasonArtifactFailed       = "ArtifactFailed"
+	ReasonRenderFailed         = "RenderFailed"
+	ReasonApplyFailed          = "ApplyFailed"
+	ReasonPruneFailed          = "PruneFailed"
+	ReasonHealthFailed         = "HealthCheckFailed"
+	ReasonSuspended            = "Suspended"
+	ReasonRolledBack           = "RolledBack"
 )
 
 // Triggers: what started a sync, recorded in its Snapshot.

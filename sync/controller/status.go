@@ -34,9 +34,12 @@ func ApplyStatus(s *v1alpha1.Sync, o Outcome) {
 	if o.Reason == ReasonRenderFailed {
 		// A bad commit needs a human and a new commit: say so.
 		setCondition(s, v1alpha1.ConditionStalled, metav1.ConditionTrue, o.Reason, o.Err.Error())
-	} else {
-		apimeta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionStalled)
+		return
 	}
+	// Anything else may pass on its own (a server back, a Deployment
+	// becoming available): the next interval retries.
+	apimeta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionStalled)
+	setCondition(s, v1alpha1.ConditionReconciling, metav1.ConditionTrue, ReasonProgressingWithRetry, o.Err.Error())
 }
 
 // SetSuspended records that syncing is suspended, keeping a RolledBack
