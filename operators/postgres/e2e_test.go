@@ -32,7 +32,7 @@ const testHomeostatImage = "ghcr.io/homeostat/homeostat:test"
 // story is the running world of the end-to-end test: the operator in a
 // manager, the kubelet harness running real PostgreSQL, and MinIO.
 type story struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	bin  string
 	ctx  context.Context
@@ -41,7 +41,7 @@ type story struct {
 	ns   string
 }
 
-func startStory(t *testing.T) *story {
+func startStory(t testing.TB) *story {
 	t.Helper()
 	ctrl.SetLogger(logr.Discard())
 	ctx, cancel := context.WithCancel(context.Background())

@@ -18,7 +18,7 @@ import (
 )
 
 // newNamespace makes a fresh namespace for one test.
-func newNamespace(t *testing.T) string {
+func newNamespace(t testing.TB) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "pg-"}}
 	if err := env.Client.Create(context.Background(), ns); err != nil {
