@@ -193,15 +193,38 @@ func (r *BuildReconciler) stepsFile(ctx context.Context, b *v1alpha1.Build, p *v
 		return nil, nil, fmt.Errorf("clone %s: %w", shortCommit(b.Spec.Commit), err)
 	}
 	name := fileName(p)
-	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
-	if errors.Is(err, os.ErrNotExist) {
+	data, err := readInside(dir, name)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
 		return nil, []steps.Problem{{File: name, Message: "no steps file at commit " + shortCommit(b.Spec.Commit)}}, nil
-	}
-	if err != nil {
+	case errors.Is(err, errOutside):
+		return nil, []steps.Problem{{File: name, Message: "the steps file must be a file inside the repository (not a link out of it)"}}, nil
+	case err != nil:
 		return nil, nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	f, problems := steps.Parse(name, data)
 	return f, problems, nil
+}
+
+var errOutside = errors.New("outside the checkout")
+
+// readInside reads name inside dir without following a path or symbolic
+// link out of it: the checkout is the repository author's, the controller's
+// filesystem (its service account token) is not.
+func readInside(dir, name string) ([]byte, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = root.Close() }()
+	data, err := root.ReadFile(filepath.FromSlash(name))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		var pe *os.PathError
+		if errors.As(err, &pe) && pe.Err.Error() == "path escapes from parent" {
+			return nil, errOutside
+		}
+	}
+	return data, err
 }
 
 // track follows the pod: resume requests go to it, its end becomes the
