@@ -134,6 +134,11 @@ func BenchmarkRunnerSync1000Apps(b *testing.B) {
 		b.ReportMetric(float64(oneD.Milliseconds()), "one-app-ms")
 		b.ReportMetric(float64(objectWrites), "one-app-object-writes")
 		b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB")
+		var snap v1alpha1.Snapshot
+		if err := c.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: first.Snapshot}, &snap); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(len(snap.Status.Objects))/1024, "snapshot-objects-KiB")
 		b.Logf("no-op timings %+v", noop.Timings)
 		b.Logf("one-app commit: timings %+v\n%s", one.Timings, one.Changes.String())
 	}
