@@ -14,6 +14,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
 	"homeostat.dev/homeostat/backup"
 	"homeostat.dev/homeostat/internal/testenv"
 )
@@ -89,9 +92,37 @@ func (s *Server) Resume() error {
 	return s.waitHealthy(60 * time.Second)
 }
 
+// waitHealthy waits for /minio/health/live and /minio/health/ready and then
+// for a real S3 request to succeed: the health endpoints answer before the
+// object layer is up, when requests still fail with "Server not initialized yet".
 func (s *Server) waitHealthy(timeout time.Duration) error {
-	url := "http://" + s.Endpoint + "/minio/health/live"
 	deadline := time.Now().Add(timeout)
+	for _, path := range []string{"/minio/health/live", "/minio/health/ready"} {
+		if err := s.waitFor(path, deadline); err != nil {
+			return err
+		}
+	}
+	client, err := minio.New(s.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""), MaxRetries: 1})
+	if err != nil {
+		return err
+	}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := client.ListBuckets(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			_ = s.Pause()
+			return fmt.Errorf("minio on %s does not answer S3 requests: %w", s.Endpoint, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (s *Server) waitFor(path string, deadline time.Time) error {
+	url := "http://" + s.Endpoint + path
 	client := &http.Client{Timeout: 2 * time.Second}
 	for time.Now().Before(deadline) {
 		select {
@@ -110,7 +141,7 @@ func (s *Server) waitHealthy(timeout time.Duration) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	_ = s.Pause()
-	return fmt.Errorf("minio on %s not healthy within %s", s.Endpoint, timeout)
+	return fmt.Errorf("minio on %s: %s did not answer 200 in time", s.Endpoint, path)
 }
 
 // Pause stops MinIO but keeps its port and data for Resume.
