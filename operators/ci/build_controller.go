@@ -321,6 +321,11 @@ func agentReady(pod *corev1.Pod) bool {
 // collect copies the agent's result (its termination message) into the
 // status, or explains why there is none.
 func collect(b *v1alpha1.Build, pod *corev1.Pod) {
+	if pod.Status.Reason == "DeadlineExceeded" {
+		// The kubelet killed the agent, which had no chance to write a result.
+		fail(b, fmt.Sprintf("timed out: pod %s ran past its deadline of %ds", pod.Name, deadlineOf(pod)))
+		return
+	}
 	for _, cs := range pod.Status.ContainerStatuses {
 		if cs.Name != agentName || cs.State.Terminated == nil {
 			continue
@@ -341,6 +346,13 @@ func collect(b *v1alpha1.Build, pod *corev1.Pod) {
 		}
 	}
 	fail(b, fmt.Sprintf("build pod %s: %s", pod.Name, firstNonEmpty(pod.Status.Message, pod.Status.Reason, string(pod.Status.Phase))))
+}
+
+func deadlineOf(pod *corev1.Pod) int64 {
+	if pod.Spec.ActiveDeadlineSeconds == nil {
+		return 0
+	}
+	return *pod.Spec.ActiveDeadlineSeconds
 }
 
 // finish records the end once, trims the pipeline's history and notifies.
