@@ -20,6 +20,18 @@ mkdir -p "$cache" "$root/bin"
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 
+# with_progress CMD...: runs a long build, printing elapsed time every 30s so
+# a first run on a fresh machine does not look stuck.
+with_progress() {
+  local start=$SECONDS
+  ( while sleep 30; do printf '[tools]   ... still building (%ds)\n' $((SECONDS - start)) >&2; done ) &
+  local ticker=$!
+  local rc=0
+  "$@" || rc=$?
+  kill "$ticker" 2>/dev/null; wait "$ticker" 2>/dev/null || true
+  return $rc
+}
+
 # link NAME PATH: bin/NAME points at the cached binary.
 link() { ln -sf "$2" "$root/bin/$1"; }
 
@@ -54,8 +66,8 @@ import (
 GO
     go mod tidy
     mkdir -p "$out"
-    go build -trimpath -ldflags=-s -o "$out/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
-    go build -trimpath -ldflags=-s -o "$out/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
+    with_progress go build -trimpath -ldflags=-s -o "$out/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
+    with_progress go build -trimpath -ldflags=-s -o "$out/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
     mv "$out/kube-apiserver.tmp" "$out/kube-apiserver"
     mv "$out/kubectl.tmp" "$out/kubectl"
   )
@@ -81,7 +93,7 @@ GO
     go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
     go mod tidy
     mkdir -p "$out"
-    go build -trimpath -ldflags=-s -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3
+    with_progress go build -trimpath -ldflags=-s -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3
     mv "$out/etcd.tmp" "$out/etcd"
   )
   rm -rf "$mod"
@@ -106,7 +118,7 @@ GO
     go get "github.com/minio/minio@$MINIO_VERSION"
     go mod tidy
     mkdir -p "$out"
-    go build -trimpath -ldflags=-s -o "$out/minio.tmp" github.com/minio/minio
+    with_progress go build -trimpath -ldflags=-s -o "$out/minio.tmp" github.com/minio/minio
     mv "$out/minio.tmp" "$out/minio"
   )
   rm -rf "$mod"
