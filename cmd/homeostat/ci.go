@@ -48,7 +48,7 @@ func setupCI(mgr ctrl.Manager) error {
 	if err := ciPipelines.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setup pipeline controller: %w", err)
 	}
-	b := &ci.BuildReconciler{Client: mgr.GetClient(), Pod: ci.PodOptions{Image: image}}
+	b := &ci.BuildReconciler{Client: mgr.GetClient(), Pod: ci.PodOptions{Image: image}, Recorder: mgr.GetEventRecorder("homeostat-ci")}
 	if err := b.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setup build controller: %w", err)
 	}

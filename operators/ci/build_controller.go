@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -50,6 +51,9 @@ type BuildReconciler struct {
 	// RetryDelay is the pause before retrying a notification that failed in
 	// a way that may pass (a 5xx, a network error); two seconds when zero.
 	RetryDelay time.Duration
+	// Recorder, when set, records Started, Succeeded, Failed and
+	// NotifyFailed events on Builds, for `kubectl describe build`.
+	Recorder events.EventRecorder
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -143,6 +147,7 @@ func (r *BuildReconciler) start(ctx context.Context, b *v1alpha1.Build) (ctrl.Re
 	}
 	now := metav1.NewTime(r.now())
 	b.Status.Phase, b.Status.Pod, b.Status.StartedAt, b.Status.Message = v1alpha1.BuildRunning, pod.Name, &now, ""
+	r.event(b, corev1.EventTypeNormal, "Started", "pod %s runs commit %s", pod.Name, shortCommit(b.Spec.Commit))
 	if err := r.deliver(ctx, r.notifiers(ctx, p, true), buildEvent(b)); err != nil {
 		log.FromContext(ctx).Info("pending commit status not sent", "build", b.Name, "error", err.Error())
 	}
@@ -361,6 +366,11 @@ func (r *BuildReconciler) finish(ctx context.Context, b *v1alpha1.Build) (ctrl.R
 		now := metav1.NewTime(r.now())
 		b.Status.CompletedAt = &now
 		b.Status.Duration = now.Sub(startedAt(b)).Round(time.Second).String()
+		if b.Status.Phase == v1alpha1.BuildSucceeded {
+			r.event(b, corev1.EventTypeNormal, "Succeeded", "build succeeded in %s", b.Status.Duration)
+		} else {
+			r.event(b, corev1.EventTypeWarning, "Failed", "%s", b.Status.Message)
+		}
 		if err := r.trimHistory(ctx, b); err != nil {
 			log.FromContext(ctx).Error(err, "trim build history", "build", b.Name)
 		}
@@ -371,6 +381,7 @@ func (r *BuildReconciler) finish(ctx context.Context, b *v1alpha1.Build) (ctrl.R
 	if p, err := r.pipeline(ctx, b); err == nil { // no pipeline, nobody to tell
 		if err := r.deliver(ctx, r.notifiers(ctx, p, false), buildEvent(b)); err != nil {
 			log.FromContext(ctx).Error(err, "notification not delivered", "build", b.Name)
+			r.event(b, corev1.EventTypeWarning, "NotifyFailed", "%v", err)
 		}
 	}
 	b.Status.Notified = true
@@ -437,6 +448,14 @@ func (r *BuildReconciler) pipeline(ctx context.Context, b *v1alpha1.Build) (*v1a
 		return nil, fmt.Errorf("pipeline %s: %w", b.Spec.Pipeline.Name, err)
 	}
 	return &p, nil
+}
+
+// event records an event on b when there is a recorder. Messages never hold
+// secrets: notification errors name the target, not its URL or token.
+func (r *BuildReconciler) event(b *v1alpha1.Build, kind, reason, format string, args ...any) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(b, nil, kind, reason, reason, format, args...)
+	}
 }
 
 func (r *BuildReconciler) now() time.Time {

@@ -3,14 +3,18 @@ package ci
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"homeostat.dev/homeostat/operators/ci/agent"
 	"homeostat.dev/homeostat/render/api/v1alpha1"
@@ -119,6 +123,19 @@ func TestFailedBuildNotifies(t *testing.T) {
 	eventually(t, "notified", func() (bool, string) {
 		b := getBuild(t, ns, name)
 		return b.Status.Notified, ""
+	})
+	eventually(t, "Started and Failed events on the build", func() (bool, string) {
+		var list eventsv1.EventList
+		if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+			return false, err.Error()
+		}
+		seen := map[string]string{}
+		for _, e := range list.Items {
+			if e.Regarding.Kind == "Build" && e.Regarding.Name == name {
+				seen[e.Reason] = e.Note
+			}
+		}
+		return seen["Failed"] == "step test: exit code 2" && strings.HasPrefix(seen["Started"], "pod "+name+" runs commit "), fmt.Sprint(seen)
 	})
 }
 

@@ -81,7 +81,8 @@ func startControllersWith(t *testing.T, ns string, git Git) *controllers {
 	c := &controllers{
 		pipelines: &PipelineReconciler{Client: mgr.GetClient(), Git: git},
 		builds: &BuildReconciler{Client: mgr.GetClient(), Git: git, Pod: PodOptions{Image: "registry.example/homeostat:test"},
-			Now: func() time.Time { return time.Now().Add(time.Duration(clockSkew.Load())) }},
+			Recorder: mgr.GetEventRecorder("homeostat-ci"),
+			Now:      func() time.Time { return time.Now().Add(time.Duration(clockSkew.Load())) }},
 	}
 	if err := c.pipelines.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
