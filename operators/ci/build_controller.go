@@ -202,6 +202,8 @@ func (r *BuildReconciler) stepsFile(ctx context.Context, b *v1alpha1.Build, p *v
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return nil, []steps.Problem{{File: name, Message: "no steps file at commit " + shortCommit(b.Spec.Commit)}}, nil
+	case errors.Is(err, errTooLarge):
+		return nil, []steps.Problem{{File: name, Message: fmt.Sprintf("the steps file is larger than %d bytes", maxStepsFile)}}, nil
 	case errors.Is(err, errOutside):
 		return nil, []steps.Problem{{File: name, Message: "the steps file must be a file inside the repository (not a link out of it)"}}, nil
 	case err != nil:
@@ -211,7 +213,13 @@ func (r *BuildReconciler) stepsFile(ctx context.Context, b *v1alpha1.Build, p *v
 	return f, problems, nil
 }
 
-var errOutside = errors.New("outside the checkout")
+var (
+	errOutside  = errors.New("outside the checkout")
+	errTooLarge = errors.New("too large")
+)
+
+// maxStepsFile keeps a huge steps file from costing the controller its memory.
+const maxStepsFile = 1 << 20
 
 // readInside reads name inside dir without following a path or symbolic
 // link out of it: the checkout is the repository author's, the controller's
@@ -222,6 +230,9 @@ func readInside(dir, name string) ([]byte, error) {
 		return nil, err
 	}
 	defer func() { _ = root.Close() }()
+	if fi, err := root.Stat(filepath.FromSlash(name)); err == nil && fi.Size() > maxStepsFile {
+		return nil, errTooLarge
+	}
 	data, err := root.ReadFile(filepath.FromSlash(name))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		var pe *os.PathError

@@ -49,3 +49,15 @@ func TestStepsFileLinkOutOfTheRepositoryIsRefused(t *testing.T) {
 		t.Fatalf("status %+v", b.Status)
 	}
 }
+
+func TestHugeStepsFileIsRefused(t *testing.T) {
+	ns := namespace(t)
+	repo := newRepo(t)
+	commit := repo.commit(map[string]string{".homeostat-ci.yaml": goodSteps + "# " + strings.Repeat("x", maxStepsFile) + "\n"})
+	startControllers(t, ns)
+	newPipeline(t, ns, "shop", repo.URL(), nil)
+	b := waitPhase(t, ns, BuildName("shop", "main", commit), v1alpha1.BuildFailed)
+	if b.Status.Message != ".homeostat-ci.yaml: the steps file is larger than 1048576 bytes" {
+		t.Fatalf("status %+v", b.Status)
+	}
+}
