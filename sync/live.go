@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -33,28 +34,27 @@ func (e *Engine) listLive(ctx context.Context, items []*item) (map[string]*liveM
 	}
 	sel := items[0].obj.GetLabels()
 	match := client.MatchingLabels{LabelSync: sel[LabelSync], LabelSyncNamespace: sel[LabelSyncNamespace]}
-	kinds := map[schema.GroupVersionKind]bool{}
+	kinds := map[schema.GroupVersionKind]map[string]bool{}
 	for _, it := range items {
-		kinds[it.ref.GVK()] = true
+		if kinds[it.ref.GVK()] == nil {
+			kinds[it.ref.GVK()] = map[string]bool{}
+		}
+		kinds[it.ref.GVK()][it.ref.Namespace] = true
 	}
 	// One list per kind, all kinds at once.
 	var mu gosync.Mutex
 	out := map[string]*liveMeta{}
 	g, gctx := errgroup.WithContext(ctx)
-	for gvk := range kinds {
+	for gvk, namespaces := range kinds {
 		g.Go(func() error {
-			list := &metav1.PartialObjectMetadataList{}
-			list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-			if err := e.client.List(gctx, list, match); err != nil {
-				if meta.IsNoMatchError(err) {
-					return nil
-				}
-				return fmt.Errorf("list %s: %w", gvk.Kind, err)
+			items, err := e.listKind(gctx, gvk, namespaces, match)
+			if err != nil {
+				return err
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			for i := range list.Items {
-				o := &list.Items[i]
+			for i := range items {
+				o := &items[i]
 				ref := Ref{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: o.Namespace, Name: o.Name}
 				out[ref.ID()] = metaOf(o)
 			}
@@ -63,6 +63,33 @@ func (e *Engine) listLive(ctx context.Context, items []*item) (map[string]*liveM
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+// listKind lists one kind across the cluster, or, for an identity allowed
+// only some namespaces (an impersonated service account), namespace by
+// namespace.
+func (e *Engine) listKind(ctx context.Context, gvk schema.GroupVersionKind, namespaces map[string]bool, match client.MatchingLabels) ([]metav1.PartialObjectMetadata, error) {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+	err := e.client.List(ctx, list, match)
+	switch {
+	case err == nil:
+		return list.Items, nil
+	case meta.IsNoMatchError(err):
+		return nil, nil
+	case !apierrors.IsForbidden(err) || namespaces[""]:
+		return nil, fmt.Errorf("list %s: %w", gvk.Kind, err)
+	}
+	var out []metav1.PartialObjectMetadata
+	for ns := range namespaces {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := e.client.List(ctx, list, match, client.InNamespace(ns)); err != nil {
+			return nil, fmt.Errorf("list %s in %s: %w", gvk.Kind, ns, err)
+		}
+		out = append(out, list.Items...)
 	}
 	return out, nil
 }

@@ -125,7 +125,7 @@ func setupSync(mgr ctrl.Manager, f controllerFlags) error {
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("homeostat-sync"),
 		Runner: &synccontroller.Runner{
-			Client: mgr.GetClient(), Engine: eng,
+			Client: mgr.GetClient(), Engine: eng, Impersonate: synccontroller.NewImpersonator(mgr.GetConfig()),
 			Source: synccontroller.GitSource{Fetcher: &source.Fetcher{CacheDir: f.cacheDir}, Client: mgr.GetAPIReader()},
 			Log:    mgr.GetLogger().WithName("sync"),
 		},

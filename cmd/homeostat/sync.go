@@ -122,8 +122,12 @@ func runSync(ctx context.Context, cmd *cobra.Command, f syncFlags) error {
 	if err != nil {
 		return withCode(exitFailure, err)
 	}
+	cfg, err := restConfig()
+	if err != nil {
+		return withCode(exitFailure, err)
+	}
 	runner := &controller.Runner{
-		Client: c, Engine: eng,
+		Client: c, Engine: eng, Impersonate: controller.NewImpersonator(cfg),
 		Source: controller.GitSource{Fetcher: &source.Fetcher{CacheDir: f.cacheDir}, Client: c},
 	}
 	trigger := controller.TriggerManual

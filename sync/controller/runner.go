@@ -12,10 +12,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	gosync "sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"homeostat.dev/homeostat/render"
@@ -70,7 +72,12 @@ type Runner struct {
 	// Client reads and writes Syncs and Snapshots.
 	Client client.Client
 	Engine *hsync.Engine
-	Source Source
+	// Impersonate, when set, makes the Engine of a Sync that names
+	// spec.serviceAccountName: it applies, prunes and waits as that service
+	// account, so a repository can change only what the account may.
+	// NewImpersonator builds one.
+	Impersonate func(namespace, serviceAccount string) (*hsync.Engine, error)
+	Source      Source
 	// Render defaults to render.Render.
 	Render RenderFunc
 	// Log is optional.
@@ -187,14 +194,18 @@ func subdir(root, p string) (string, error) {
 // apply applies the rendered objects. On failure the inventory keeps what
 // it had plus whatever was applied, so nothing created is ever forgotten.
 func (r *Runner) apply(ctx context.Context, s *v1alpha1.Sync, o *Outcome) error {
-	cs, err := r.Engine.Apply(ctx, target(s), o.objects, o.Inventory)
+	eng, err := r.engine(s)
+	if err != nil {
+		return err
+	}
+	cs, err := eng.Apply(ctx, target(s), o.objects, o.Inventory)
 	o.Changes = cs
 	if err != nil {
 		o.Inventory = union(o.Inventory, cs.Inventory())
 		return err
 	}
 	// The snapshot records objects as applied: namespaces filled in.
-	o.objects = r.Engine.WithNamespaces(target(s), o.objects)
+	o.objects = eng.WithNamespaces(target(s), o.objects)
 	return nil
 }
 
@@ -208,7 +219,11 @@ func (r *Runner) prune(ctx context.Context, s *v1alpha1.Sync, o *Outcome) error 
 		o.Inventory = union(applied, stale)
 		return nil
 	}
-	cs, err := r.Engine.Prune(ctx, target(s), stale)
+	eng, err := r.engine(s)
+	if err != nil {
+		return err
+	}
+	cs, err := eng.Prune(ctx, target(s), stale)
 	o.Changes.Add(cs.Changes...)
 	if err != nil {
 		o.Inventory = union(applied, stale)
@@ -224,7 +239,11 @@ func (r *Runner) wait(ctx context.Context, s *v1alpha1.Sync, o *Outcome) error {
 		o.Healthy = true
 		return nil
 	}
-	health, err := r.Engine.Wait(ctx, o.Changes.Inventory(), durationOr(s.Spec.Timeout, 5*time.Minute))
+	eng, err := r.engine(s)
+	if err != nil {
+		return err
+	}
+	health, err := eng.Wait(ctx, o.Changes.Inventory(), durationOr(s.Spec.Timeout, 5*time.Minute))
 	o.Health = health
 	o.Healthy = err == nil
 	return err
@@ -250,6 +269,41 @@ func (r *Runner) snapshot(ctx context.Context, s *v1alpha1.Sync, o *Outcome) {
 	}
 	if snap != nil {
 		o.Snapshot = snap.Name
+	}
+}
+
+// engine is the Engine a Sync applies with: impersonating its service
+// account when it names one.
+func (r *Runner) engine(s *v1alpha1.Sync) (*hsync.Engine, error) {
+	if s.Spec.ServiceAccountName == "" {
+		return r.Engine, nil
+	}
+	if r.Impersonate == nil {
+		return nil, fmt.Errorf("spec.serviceAccountName %q: this runner cannot impersonate", s.Spec.ServiceAccountName)
+	}
+	return r.Impersonate(s.Namespace, s.Spec.ServiceAccountName)
+}
+
+// NewImpersonator returns an Impersonate function that makes (once per
+// service account) Engines acting as system:serviceaccount:NS:NAME.
+func NewImpersonator(cfg *rest.Config) func(namespace, serviceAccount string) (*hsync.Engine, error) {
+	var mu gosync.Mutex
+	engines := map[string]*hsync.Engine{}
+	return func(namespace, sa string) (*hsync.Engine, error) {
+		user := "system:serviceaccount:" + namespace + ":" + sa
+		mu.Lock()
+		defer mu.Unlock()
+		if e, ok := engines[user]; ok {
+			return e, nil
+		}
+		c := rest.CopyConfig(cfg)
+		c.Impersonate = rest.ImpersonationConfig{UserName: user}
+		e, err := hsync.New(c, hsync.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("engine impersonating %s: %w", user, err)
+		}
+		engines[user] = e
+		return e, nil
 	}
 }
 
