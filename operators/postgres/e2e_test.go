@@ -80,7 +80,8 @@ func startStory(t testing.TB) *story {
 	}
 	o := Options{HomeostatImage: testHomeostatImage}
 	pr := &PostgresReconciler{Client: mgr.GetClient(), Scheme: env.Scheme, Options: o, Resolve: kube.Resolve, Poll: 2 * time.Second,
-		Recorder: mgr.GetEventRecorder("postgres-e2e")}
+		StuckAfter: 20 * time.Second,
+		Recorder:   mgr.GetEventRecorder("postgres-e2e")}
 	br := &BackupReconciler{Client: mgr.GetClient(), Scheme: env.Scheme, Options: o}
 	if err := pr.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
@@ -395,7 +396,7 @@ func (s *story) waitStreaming(cluster string, n int) {
 	s.t.Helper()
 	db := s.superDB(cluster)
 	defer db.Close()
-	s.eventually(fmt.Sprintf("%d streaming replicas with slots", n), 2*time.Minute, func() (bool, string) {
+	s.eventually(fmt.Sprintf("%d streaming replicas with slots", n), 3*time.Minute, func() (bool, string) {
 		var streaming, slots int
 		err := db.QueryRowContext(s.ctx, `SELECT (SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'),
 			(SELECT count(*) FROM pg_replication_slots WHERE active)`).Scan(&streaming, &slots)

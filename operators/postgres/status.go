@@ -117,7 +117,15 @@ func listBackups(ctx context.Context, c client.Reader, pg *v1alpha1.Postgres) ([
 			out = append(out, b)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].CreationTimestamp.Before(&out[j].CreationTimestamp) })
+	// Oldest first; creation times have one-second resolution, so names
+	// (timestamped for scheduled Backups) break ties.
+	sort.Slice(out, func(i, j int) bool {
+		ti, tj := out[i].CreationTimestamp, out[j].CreationTimestamp
+		if !ti.Equal(&tj) {
+			return ti.Before(&tj)
+		}
+		return out[i].Name < out[j].Name
+	})
 	return out, nil
 }
 
