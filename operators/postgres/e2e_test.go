@@ -80,7 +80,7 @@ func startStory(t testing.TB) *story {
 	}
 	o := Options{HomeostatImage: testHomeostatImage}
 	pr := &PostgresReconciler{Client: mgr.GetClient(), Scheme: env.Scheme, Options: o, Resolve: kube.Resolve, Poll: 2 * time.Second,
-		StuckAfter: 20 * time.Second,
+		StuckAfter: 45 * time.Second,
 		Recorder:   mgr.GetEventRecorder("postgres-e2e")}
 	br := &BackupReconciler{Client: mgr.GetClient(), Scheme: env.Scheme, Options: o}
 	if err := pr.SetupWithManager(mgr); err != nil {
