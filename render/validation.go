@@ -1,7 +1,6 @@
 package render
 
 import (
-	"fmt"
 	"path"
 	"regexp"
 	"strings"
@@ -140,5 +139,3 @@ func (c *checker) image(p fieldPath, ref string) {
 func (c *checker) objectName(name string, rule func(string) []string) {
 	c.errs(field("metadata", "name"), name, rule(name))
 }
-
-func quote(s string) string { return fmt.Sprintf("%q", s) }
