@@ -148,7 +148,7 @@ func setupWebhook(mgr ctrl.Manager, f controllerFlags, log logr.Logger) error {
 	mux.Handle("/hook", rc)
 	mux.Handle("/hook/", rc)
 	srv := &http.Server{Addr: f.webhookAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+	return mgr.Add(everyReplica(func(ctx context.Context) error {
 		go func() {
 			<-ctx.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -161,6 +161,18 @@ func setupWebhook(mgr ctrl.Manager, f controllerFlags, log logr.Logger) error {
 		return nil
 	}))
 }
+
+// everyReplica is a runnable that runs without holding the leader lease:
+// any replica may receive a push (the Service routes to any), since all it
+// does is annotate Syncs for the leader to act on.
+type everyReplica func(ctx context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+
+// NeedLeaderElection implements manager.LeaderElectionRunnable.
+func (everyReplica) NeedLeaderElection() bool { return false }
+
+var _ manager.LeaderElectionRunnable = everyReplica(nil)
 
 // webhookSecret reads the secret from a file, else the environment. An
 // empty secret is refused: an open receiver would let anyone trigger syncs.
