@@ -102,52 +102,17 @@ func (t *tree) linkKustomizations(fsys fs.FS) []Problem {
 	for _, f := range t.files {
 		isFile[f] = true
 	}
-	isDir := func(p string) bool {
-		info, err := fs.Stat(fsys, p)
-		return err == nil && info.IsDir()
-	}
 	for _, dir := range dirs {
 		k := t.kustomizations[dir]
-		data, err := fs.ReadFile(fsys, k.file)
-		if err != nil {
-			problems = append(problems, Problem{File: k.file, Message: "cannot read: " + err.Error()})
+		spec, p := readKustomization(fsys, k.file)
+		if p != nil {
+			problems = append(problems, *p)
 			k.bad = true
 			continue
 		}
-		var spec map[string]interface{}
-		if err := yaml.Unmarshal(data, &spec); err != nil {
-			problems = append(problems, yamlProblem(k.file, err))
-			k.bad = true
-			continue
-		}
-		before := len(problems)
-		d := &document{src: Source{File: k.file}}
-		for _, refField := range referenceFields {
-			entries, _ := spec[refField].([]interface{})
-			for i, e := range entries {
-				ref, ok := e.(string)
-				if !ok || strings.Contains(ref, "\n") {
-					continue // inline generator or transformer configuration
-				}
-				target, inside := resolve(dir, ref)
-				switch {
-				case strings.Contains(ref, "://"):
-					problems = append(problems, d.problem(field(refField).index(i), "%q: remote resources are not supported; render reads only the repository", ref))
-				case !inside:
-					problems = append(problems, d.problem(field(refField).index(i), "%q is outside the repository", ref))
-				case isFile[target]:
-					t.consumed[target] = true
-				case isDir(target):
-					if _, ok := t.kustomizations[target]; ok {
-						k.refs = append(k.refs, target)
-					}
-				default:
-					problems = append(problems, d.problem(field(refField).index(i),
-						"%q is not in the repository (render reads only the repository, never remote resources)", ref))
-				}
-			}
-		}
-		if len(problems) > before {
+		ps := t.linkReferences(fsys, k, spec, isFile)
+		if len(ps) > 0 {
+			problems = append(problems, ps...)
 			k.bad = true
 		}
 		// Patches, generator files and the like outside the folder.
@@ -159,6 +124,58 @@ func (t *tree) linkKustomizations(fsys fs.FS) []Problem {
 		})
 	}
 	return problems
+}
+
+func readKustomization(fsys fs.FS, file string) (map[string]interface{}, *Problem) {
+	data, err := fs.ReadFile(fsys, file)
+	if err != nil {
+		return nil, &Problem{File: file, Message: "cannot read: " + err.Error()}
+	}
+	var spec map[string]interface{}
+	if err := yaml.Unmarshal(data, &spec); err != nil {
+		p := yamlProblem(file, err)
+		return nil, &p
+	}
+	return spec, nil
+}
+
+// linkReferences records what one kustomization uses: kustomization
+// folders become its refs, files are consumed; anything not in the tree is a
+// problem, because render never fetches.
+func (t *tree) linkReferences(fsys fs.FS, k *kustomization, spec map[string]interface{}, isFile map[string]bool) []Problem {
+	var problems []Problem
+	d := &document{src: Source{File: k.file}}
+	for _, refField := range referenceFields {
+		entries, _ := spec[refField].([]interface{})
+		for i, e := range entries {
+			ref, ok := e.(string)
+			if !ok || strings.Contains(ref, "\n") {
+				continue // inline generator or transformer configuration
+			}
+			at := field(refField).index(i)
+			target, inside := resolve(k.dir, ref)
+			switch {
+			case strings.Contains(ref, "://"):
+				problems = append(problems, d.problem(at, "%q: remote resources are not supported; render reads only the repository", ref))
+			case !inside:
+				problems = append(problems, d.problem(at, "%q is outside the repository", ref))
+			case isFile[target]:
+				t.consumed[target] = true
+			case isDir(fsys, target):
+				if _, ok := t.kustomizations[target]; ok {
+					k.refs = append(k.refs, target)
+				}
+			default:
+				problems = append(problems, d.problem(at, "%q is not in the repository (render reads only the repository, never remote resources)", ref))
+			}
+		}
+	}
+	return problems
+}
+
+func isDir(fsys fs.FS, p string) bool {
+	info, err := fs.Stat(fsys, p)
+	return err == nil && info.IsDir()
 }
 
 // resolve joins a reference to its kustomization folder and says whether
