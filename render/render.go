@@ -19,8 +19,10 @@ import (
 // ignored; *.yaml, *.yml and *.json files hold one or more manifests; a folder
 // with a kustomization.yaml is built with kustomize and its files are not read
 // again, and a kustomization that another one uses (a base) is built only as
-// part of that one; kinds of homeostat.dev are decoded strictly, defaulted,
-// validated and rendered to their children.
+// part of that one; a v1 List is expanded into its items; kinds of
+// homeostat.dev are decoded strictly, defaulted, validated and rendered to
+// their children; a namespace given to a cluster-scoped object is dropped, as
+// kubectl does.
 //
 // Render reports every problem it finds. A tree with any problem is rejected
 // whole: the objects are then nil, so that a caller cannot apply half a
