@@ -18,7 +18,7 @@ func TestWALIsKeptWhileStoreUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s3.Stop()
+	defer func() { _ = s3.Stop() }()
 	srv, store := archivingServer(t, s3, "down")
 	db := openDB(t, srv)
 	exec1(t, db, "CREATE TABLE t (v int)")

@@ -59,7 +59,7 @@ func benchServer(b *testing.B) (*pgtest.Server, *backup.S3) {
 		// Write out pgbench's dirty pages now, not in the first backup's checkpoint.
 		if db, err := bench.srv.DB("postgres"); err == nil {
 			_, bench.err = db.Exec("CHECKPOINT")
-			db.Close()
+			_ = db.Close()
 		}
 	})
 	if bench.err != nil {

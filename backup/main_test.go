@@ -31,13 +31,13 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "backup tests:", err)
 		return 1
 	}
-	defer minio.Stop()
+	defer func() { _ = minio.Stop() }()
 	binDir, err := os.MkdirTemp("", "homeostat-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(binDir)
+	defer func() { _ = os.RemoveAll(binDir) }()
 	if homeostat, err = pgtest.BuildHomeostat(binDir); err != nil {
 		fmt.Fprintln(os.Stderr, "backup tests:", err)
 		return 1
@@ -74,7 +74,7 @@ func openDB(t *testing.T, srv *pgtest.Server) *sql.DB {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
+	t.Cleanup(func() { _ = db.Close() })
 	return db
 }
 
@@ -139,6 +139,6 @@ func scratchDir(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	return filepath.Join(dir, "data")
 }

@@ -92,7 +92,7 @@ func ReadManifest(ctx context.Context, s Store, id string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: %w", id, err)
 	}
-	defer r.Close()
+	defer func() { _ = r.Close() }()
 	var m Manifest
 	if err := json.NewDecoder(r).Decode(&m); err != nil {
 		return nil, fmt.Errorf("backup %s: decode %s: %w", id, key, err)

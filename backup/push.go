@@ -85,12 +85,12 @@ func Push(ctx context.Context, s Store, opts PushOptions) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer stdout.Close()
+	defer func() { _ = stdout.Close() }()
 	growPipe(stdout)
 	cmd.Stdout = stdoutW
 	log.Info("base backup starting", "backup", m.ID, "host", opts.Host, "port", opts.Port)
 	err = cmd.Start()
-	stdoutW.Close()
+	_ = stdoutW.Close()
 	if err != nil {
 		return nil, fmt.Errorf("start pg_basebackup: %w", err)
 	}

@@ -74,7 +74,7 @@ func TestPushWhileWritingThenPointInTimeRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Stop()
+	defer func() { _ = r.Stop() }()
 	if err := r.WaitPromoted(2 * time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestPushWhileWritingThenPointInTimeRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }()
 	var marks []string
 	rows, err := rdb.Query("SELECT v FROM marks ORDER BY v")
 	if err != nil {
@@ -93,7 +93,7 @@ func TestPushWhileWritingThenPointInTimeRestore(t *testing.T) {
 		_ = rows.Scan(&v)
 		marks = append(marks, v)
 	}
-	rows.Close()
+	_ = rows.Close()
 	if len(marks) != 1 || marks[0] != "before" {
 		t.Fatalf("restored to %s: marks = %v, want exactly [before]\n%s", target, marks, r.Log())
 	}
@@ -123,7 +123,7 @@ func TestPushRefusesServerWithoutArchiving(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	defer func() { _ = srv.Close() }()
 	store, err := minio.Open(ctx, "backups", "noarchive")
 	if err != nil {
 		t.Fatal(err)

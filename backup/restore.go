@@ -89,7 +89,7 @@ func emptyDir(dir string) error {
 func restoreFiles(ctx context.Context, s Store, m *Manifest, dir string) error {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(streamParts(ctx, s, m, pw)) }()
-	defer pr.Close()
+	defer func() { _ = pr.Close() }()
 	dec, err := zstd.NewReader(pr)
 	if err != nil {
 		return err
@@ -118,7 +118,7 @@ func streamParts(ctx context.Context, s Store, m *Manifest, w io.Writer) error {
 		}
 		h := sha256.New()
 		n, err := io.Copy(io.MultiWriter(w, h), r)
-		r.Close()
+		_ = r.Close()
 		if err != nil {
 			return fmt.Errorf("part %s: %w", p.Key, err)
 		}
@@ -203,7 +203,7 @@ func writeRecoveryConf(dir, restoreCommand string, t Target) error {
 	}
 	text := "\n# homeostat backup restore\n" + strings.Join(RecoverySettings(restoreCommand, t), "\n") + "\n"
 	if _, err := f.WriteString(text); err != nil {
-		f.Close()
+		_ = f.Close()
 		return fmt.Errorf("write recovery settings to %s: %w", p, err)
 	}
 	if err := f.Close(); err != nil {

@@ -152,7 +152,7 @@ type objectReader struct {
 
 func (o *objectReader) Read(p []byte) (int, error) {
 	n, err := o.obj.Read(p)
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		err = o.s.wrap("read", o.key, err)
 	}
 	return n, err

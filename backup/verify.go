@@ -74,7 +74,7 @@ func Verify(ctx context.Context, s Store, opts VerifyOptions) (rep VerifyReport,
 	if err != nil {
 		return rep, fmt.Errorf("verify: scratch directory: %w", err)
 	}
-	defer os.RemoveAll(scratch)
+	defer func() { _ = os.RemoveAll(scratch) }()
 	if err := os.Chmod(scratch, 0o755); err != nil {
 		return rep, err
 	}
@@ -106,7 +106,7 @@ func Verify(ctx context.Context, s Store, opts VerifyOptions) (rep VerifyReport,
 	if err != nil {
 		return rep, err
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	rep.RecoverySeconds = time.Since(start).Seconds()
 	return rep, checkConsistent(ctx, srv, opts.User, db, &rep)
 }
@@ -116,7 +116,9 @@ type scratchServer struct {
 	cmd    *exec.Cmd
 	socket string
 	log    string
-	exited chan error
+	// exited is closed when postgres ended; err is then its Wait error.
+	exited chan struct{}
+	err    error
 }
 
 const scratchPort = 5432 // only a unix socket in a private directory: no clash
@@ -127,7 +129,7 @@ func startScratch(ctx context.Context, scratch, data, hba string) (*scratchServe
 	if err != nil {
 		return nil, err
 	}
-	defer logFile.Close()
+	defer func() { _ = logFile.Close() }()
 	cmd, err := pgbin.Command(context.WithoutCancel(ctx), "postgres", "-D", data, "-p", strconv.Itoa(scratchPort),
 		"-c", "listen_addresses=", "-c", "unix_socket_directories="+scratch, "-c", "hba_file="+hba,
 		"-c", "archive_mode=off", "-c", "synchronous_standby_names=", "-c", "primary_conninfo=",
@@ -139,8 +141,8 @@ func startScratch(ctx context.Context, scratch, data, hba string) (*scratchServe
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("verify: start postgres: %w", err)
 	}
-	s := &scratchServer{cmd: cmd, socket: scratch, log: logPath, exited: make(chan error, 1)}
-	go func() { s.exited <- cmd.Wait() }()
+	s := &scratchServer{cmd: cmd, socket: scratch, log: logPath, exited: make(chan struct{})}
+	go func() { s.err = cmd.Wait(); close(s.exited) }()
 	return s, nil
 }
 
@@ -172,13 +174,12 @@ func (s *scratchServer) waitPromoted(ctx context.Context, user string) (*sql.DB,
 			return db, nil
 		}
 		select {
-		case err := <-s.exited:
-			db.Close()
-			s.exited <- err
-			return nil, fmt.Errorf("verify: postgres exited during recovery (%v): %s", err, s.logTail())
+		case <-s.exited:
+			_ = db.Close()
+			return nil, fmt.Errorf("verify: postgres exited during recovery (%w): %s", s.err, s.logTail())
 		case <-ctx.Done():
-			db.Close()
-			return nil, fmt.Errorf("verify: recovery did not finish: %w (last: %v): %s", ctx.Err(), last, s.logTail())
+			_ = db.Close()
+			return nil, fmt.Errorf("verify: recovery did not finish: %w (last: %w): %s", ctx.Err(), last, s.logTail())
 		case <-tick.C:
 		}
 	}
@@ -198,12 +199,12 @@ func checkConsistent(ctx context.Context, s *scratchServer, user string, db *sql
 	for rows.Next() {
 		var name string
 		if err := rows.Scan(&name); err != nil {
-			rows.Close()
+			_ = rows.Close()
 			return err
 		}
 		rep.Databases = append(rep.Databases, name)
 	}
-	rows.Close()
+	_ = rows.Close()
 	if len(rep.Databases) == 0 {
 		return errors.New("verify: no database accepts connections")
 	}
@@ -224,7 +225,7 @@ func countRelations(ctx context.Context, dsn string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	var n int
 	err = db.QueryRowContext(ctx, `SELECT count(pg_relation_size(c.oid)) FROM pg_class c WHERE c.relkind IN ('r','i','m','t','S')`).Scan(&n)
 	return n, err

@@ -86,7 +86,7 @@ func WALFetch(ctx context.Context, s Store, name, dest string) error {
 	if err != nil {
 		return fmt.Errorf("wal-fetch %s: %w", name, err)
 	}
-	defer r.Close()
+	defer func() { _ = r.Close() }()
 	dec, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		return fmt.Errorf("wal-fetch %s: %w", name, err)

@@ -233,9 +233,9 @@ func newBackupListCommand(s3 *s3Flags) *cobra.Command {
 				return printJSON(backups)
 			}
 			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tSTOP TIME\tTIMELINE\tSTART LSN\tSTOP LSN\tSIZE\tCOMPRESSED")
+			_, _ = fmt.Fprintln(w, "ID\tSTOP TIME\tTIMELINE\tSTART LSN\tSTOP LSN\tSIZE\tCOMPRESSED")
 			for _, b := range backups {
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%d\t%d\n", b.ID, b.StopTime.Format(time.RFC3339), b.Timeline, b.StartLSN, b.StopLSN, b.Size, b.CompressedSize)
+				_, _ = fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%d\t%d\n", b.ID, b.StopTime.Format(time.RFC3339), b.Timeline, b.StartLSN, b.StopLSN, b.Size, b.CompressedSize)
 			}
 			return w.Flush()
 		},

@@ -216,7 +216,7 @@ func newInstanceStatusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer db.Close()
+			defer func() { _ = db.Close() }()
 			st, err := instance.GetStatus(cmd.Context(), db)
 			if err != nil {
 				return err
@@ -243,7 +243,7 @@ func newInstanceSyncStandbysCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer db.Close()
+			defer func() { _ = db.Close() }()
 			return instance.SetSynchronousStandbys(cmd.Context(), db, args[0])
 		},
 	}

@@ -45,7 +45,7 @@ func FreePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
@@ -73,7 +73,8 @@ type Server struct {
 	Port      int
 
 	cmd     *exec.Cmd
-	exited  chan error
+	exited  chan struct{} // closed when postgres ended; err is then its Wait error
+	err     error
 	logPath string
 	ownDir  string
 }
@@ -142,7 +143,7 @@ func Start(dataDir string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer logFile.Close()
+	defer func() { _ = logFile.Close() }()
 	cmd, err := pgbin.Command(context.Background(), "postgres", args...)
 	if err != nil {
 		return nil, err
@@ -155,8 +156,8 @@ func Start(dataDir string, opts Options) (*Server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start postgres on %s: %w", dataDir, err)
 	}
-	s.cmd, s.exited = cmd, make(chan error, 1)
-	go func() { s.exited <- cmd.Wait() }()
+	s.cmd, s.exited = cmd, make(chan struct{})
+	go func() { s.err = cmd.Wait(); close(s.exited) }()
 	if err := s.wait(60*time.Second, "SELECT 1", func(*sql.Row) bool { return true }); err != nil {
 		_ = s.Stop()
 		return nil, err
@@ -192,13 +193,12 @@ func (s *Server) wait(timeout time.Duration, query string, done func(*sql.Row) b
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-s.exited:
-			s.exited <- err
-			return fmt.Errorf("postgres on %s exited: %v\n%s", s.DataDir, err, tail(s.Log()))
+		case <-s.exited:
+			return fmt.Errorf("postgres on %s exited: %w\n%s", s.DataDir, s.err, tail(s.Log()))
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -31,7 +31,8 @@ type Server struct {
 	SecretKey string
 
 	cmd    *exec.Cmd
-	exited chan error
+	exited chan struct{} // closed when minio ended; err is then its Wait error
+	err    error
 	log    *os.File
 }
 
@@ -62,7 +63,7 @@ func freePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
@@ -84,11 +85,11 @@ func (s *Server) Resume() error {
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CI_CD=1")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		logFile.Close()
+		_ = logFile.Close()
 		return fmt.Errorf("start %s: %w", bin, err)
 	}
-	s.cmd, s.log, s.exited = cmd, logFile, make(chan error, 1)
-	go func() { s.exited <- cmd.Wait() }()
+	s.cmd, s.log, s.exited = cmd, logFile, make(chan struct{})
+	go func() { s.err = cmd.Wait(); close(s.exited) }()
 	return s.waitHealthy(60 * time.Second)
 }
 
@@ -126,14 +127,14 @@ func (s *Server) waitFor(path string, deadline time.Time) error {
 	client := &http.Client{Timeout: 2 * time.Second}
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-s.exited:
+		case <-s.exited:
 			s.cmd = nil
 			b, _ := os.ReadFile(filepath.Join(s.Dir, "minio.log"))
-			return fmt.Errorf("minio on %s exited: %v: %s", s.Endpoint, err, b)
+			return fmt.Errorf("minio on %s exited: %w: %s", s.Endpoint, s.err, b)
 		default:
 		}
 		if resp, err := client.Get(url); err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}

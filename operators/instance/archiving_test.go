@@ -20,7 +20,7 @@ func TestInitWithBackupStoreArchivesWAL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s3.Stop()
+	defer func() { _ = s3.Stop() }()
 	for _, kv := range append(s3.Env(), "HOMEOSTAT_S3_ENDPOINT="+s3.Endpoint, "HOMEOSTAT_S3_BUCKET=backups",
 		"HOMEOSTAT_S3_PREFIX=db", "HOMEOSTAT_S3_INSECURE=true") {
 		k, v, _ := strings.Cut(kv, "=")

@@ -90,7 +90,7 @@ func initdb(ctx context.Context, opts InitOptions) error {
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(dir)
+		defer func() { _ = os.RemoveAll(dir) }()
 		pw := filepath.Join(dir, "pw")
 		if err := pgbin.WriteFile(pw, []byte(opts.SuperuserPassword+"\n")); err != nil {
 			return err
@@ -123,7 +123,7 @@ func withTemporaryServer(ctx context.Context, pgdata string, c Config, f func(*s
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(sock)
+	defer func() { _ = os.RemoveAll(sock) }()
 	port := strconv.Itoa(c.Port)
 	start, err := pgbin.Command(ctx, "pg_ctl", "-D", pgdata, "-w", "-t", "120", "-l", filepath.Join(sock, "log"),
 		"-o", "-c listen_addresses= -c archive_mode=off -p "+port+" -c unix_socket_directories="+sock, "start")
@@ -147,7 +147,7 @@ func withTemporaryServer(ctx context.Context, pgdata string, c Config, f func(*s
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	return f(db)
 }
 

@@ -32,7 +32,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	if homeostat, err = pgtest.BuildHomeostat(dir); err != nil {
 		fmt.Fprintln(os.Stderr, "instance tests:", err)
 		return 1
@@ -60,7 +60,7 @@ func newNode(t *testing.T, name string) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(base) })
+	t.Cleanup(func() { _ = os.RemoveAll(base) })
 	port, err := pgtest.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +196,7 @@ func open(t *testing.T, dsn string) *sql.DB {
 		t.Fatal(err)
 	}
 	db.SetMaxIdleConns(1)
-	t.Cleanup(func() { db.Close() })
+	t.Cleanup(func() { _ = db.Close() })
 	return db
 }
 

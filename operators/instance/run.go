@@ -34,8 +34,10 @@ func Run(opts RunOptions) (int, error) {
 	if opts.Grace <= 0 {
 		opts.Grace = 30 * time.Second
 	}
-	if ok, err := hasCluster(opts.PGData); err != nil || !ok {
-		return 1, fmt.Errorf("instance run: %s holds no cluster (run instance init or join first): %v", opts.PGData, err)
+	if ok, err := hasCluster(opts.PGData); err != nil {
+		return 1, fmt.Errorf("instance run: %w", err)
+	} else if !ok {
+		return 1, fmt.Errorf("instance run: %s holds no cluster (run instance init or join first)", opts.PGData)
 	}
 	// Not tied to a context: only our signal handling stops postgres.
 	cmd, err := pgbin.Command(context.Background(), "postgres", "-D", opts.PGData)

@@ -112,7 +112,7 @@ func standbys(ctx context.Context, db *sql.DB, inRecovery bool) ([]Standby, erro
 	if err != nil {
 		return nil, fmt.Errorf("status: pg_stat_replication: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	out := []Standby{}
 	for rows.Next() {
 		var s Standby
