@@ -3,6 +3,7 @@ package postgres
 import (
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -51,7 +52,10 @@ func PVC(pg *v1alpha1.Postgres, instance string, serial int) *corev1.PersistentV
 // InitJob builds the Job that creates the first instance's data directory
 // with `homeostat instance init`.
 func InitJob(pg *v1alpha1.Postgres, instance string, o Options) *batchv1.Job {
-	return job(pg, instance, JobName(instance, JobInit), JobInit, initArgs(pg), o)
+	j := job(pg, instance, JobName(instance, JobInit), JobInit, initArgs(pg), o)
+	c := &j.Spec.Template.Spec.Containers[0]
+	c.Env = append(c.Env, passwordEnv(pg, SecretSuperuser, SecretReplication, SecretApp)...)
+	return j
 }
 
 // JoinJob builds the Job that clones a replica from the primary with
@@ -60,7 +64,10 @@ func InitJob(pg *v1alpha1.Postgres, instance string, o Options) *batchv1.Job {
 func JoinJob(pg *v1alpha1.Postgres, instance string, o Options) *batchv1.Job {
 	args := []string{binPath, "instance", "join", "--pgdata", pgdataPath, "--port", strconv.Itoa(postgresPort),
 		"--primary", RWService(pg.Name) + ":" + strconv.Itoa(postgresPort), "--name", instance}
-	return job(pg, instance, JobName(instance, JobJoin), JobJoin, args, o)
+	j := job(pg, instance, JobName(instance, JobJoin), JobJoin, args, o)
+	c := &j.Spec.Template.Spec.Containers[0]
+	c.Env = append(c.Env, passwordEnv(pg, SecretReplication)...)
+	return j
 }
 
 // RestoreJob builds the Job that fills the first instance's data directory
@@ -253,17 +260,12 @@ func podSpec(pg *v1alpha1.Postgres, instance string, args []string, o Options) c
 	}
 }
 
-// instanceEnv passes credentials as secret references (never as arguments,
-// so they stay out of `ps` and the pod spec) and the backup store as the
-// HOMEOSTAT_S3_* variables the data plane reads, so archive_command carries no
-// secret either.
+// instanceEnv passes the backup store as the HOMEOSTAT_S3_* variables the
+// data plane reads (credentials as secret references), so archive_command
+// carries no secret.
 func instanceEnv(pg *v1alpha1.Postgres) []corev1.EnvVar {
 	env := []corev1.EnvVar{
 		{Name: "PGDATA", Value: pgdataPath},
-		{Name: "HOMEOSTAT_INSTANCE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-		secretEnv("HOMEOSTAT_SUPERUSER_PASSWORD", SecretName(pg.Name, SecretSuperuser), "password"),
-		secretEnv("HOMEOSTAT_REPLICATION_PASSWORD", SecretName(pg.Name, SecretReplication), "password"),
-		secretEnv("HOMEOSTAT_APP_PASSWORD", SecretName(pg.Name, SecretApp), "password"),
 	}
 	if pg.Spec.Backup != nil {
 		env = append(env, s3Env(&pg.Spec.Backup.S3)...)
@@ -316,6 +318,18 @@ func withoutS3Env(env []corev1.EnvVar) []corev1.EnvVar {
 		out = append(out, e)
 	}
 	return out
+}
+
+// passwordEnv are the passwords a container needs, by secret kind, as the
+// data plane's HOMEOSTAT_<KIND>_PASSWORD variables: secret references, never
+// arguments, so they stay out of `ps` and the pod spec. Each container gets
+// only the ones it uses.
+func passwordEnv(pg *v1alpha1.Postgres, kinds ...string) []corev1.EnvVar {
+	var env []corev1.EnvVar
+	for _, k := range kinds {
+		env = append(env, secretEnv("HOMEOSTAT_"+strings.ToUpper(k)+"_PASSWORD", SecretName(pg.Name, k), "password"))
+	}
+	return env
 }
 
 func secretEnv(name, secret, key string) corev1.EnvVar {
