@@ -93,8 +93,9 @@ type Storage struct {
 
 // S3Store is an S3-compatible object store (AWS S3, MinIO, Ceph RGW, R2).
 type S3Store struct {
-	// Endpoint is host[:port] or a URL; "s3.amazonaws.com" for AWS.
-	// +kubebuilder:validation:MinLength=1
+	// Endpoint is host[:port], without a scheme (set insecure for plain HTTP);
+	// "s3.amazonaws.com" for AWS.
+	// +kubebuilder:validation:Pattern=`^[^/:]+(:[0-9]+)?$`
 	Endpoint string `json:"endpoint"`
 	// Bucket holds the backups; it is created when missing.
 	// +kubebuilder:validation:MinLength=1
