@@ -116,6 +116,12 @@ func examplesRepo(t *testing.T, dir string) string {
 	if err := os.CopyFS(repo, os.DirFS(filepath.Join(root, "examples"))); err != nil {
 		t.Fatal(err)
 	}
+	tests, _ := filepath.Glob(filepath.Join(repo, "*.go")) // examples/' own tests are no manifests
+	for _, f := range tests {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "-A"}, {"commit", "-q", "-m", "examples"}} {
 		git := exec.Command("git", append([]string{"-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"}, args...)...)
 		if out, err := git.CombinedOutput(); err != nil {

@@ -168,6 +168,14 @@ func (d *demo) initRepo() error {
 	if err := os.CopyFS(d.repo, os.DirFS(filepath.Join(d.root, "examples"))); err != nil {
 		return fmt.Errorf("copy examples/: %w", err)
 	}
+	// examples/ holds its own Go tests beside the manifests; a user's
+	// repository would not.
+	tests, _ := filepath.Glob(filepath.Join(d.repo, "*.go"))
+	for _, f := range tests {
+		if err := os.Remove(f); err != nil {
+			return err
+		}
+	}
 	if err := d.git("init", "-q", "-b", "main"); err != nil {
 		return err
 	}
