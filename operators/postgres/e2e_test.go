@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -204,18 +205,20 @@ func (s *story) count(db *sql.DB) (int, error) {
 // Postgres committed to a git repository and synced, three instances with
 // synchronous replication, rows written through NAME-rw read from a replica,
 // a backup in S3, the primary's process killed and the most advanced replica
-// promoted with every committed row, a switchover on request, and a new
-// cluster restored from the backup to a point in time.
+// promoted with every committed row, a switchover on request, a new cluster
+// restored from the backup to a point in time, a scale-down committed to git,
+// and a deletion that keeps the volumes.
 func TestPostgresStory(t *testing.T) {
 	s := startStory(t)
 	// The cluster as a user commits it; `homeostat sync --once` applies it
 	// and waits until it is healthy (Ready), with the operator running.
-	s.commitAndSync("shopdb.yaml", fmt.Sprintf(`apiVersion: homeostat.dev/v1alpha1
+	manifest := func(instances int) string {
+		return fmt.Sprintf(`apiVersion: homeostat.dev/v1alpha1
 kind: Postgres
 metadata: {name: shopdb, namespace: %[1]s}
 spec:
   version: "16"
-  instances: 3
+  instances: %[3]d
   synchronous: 1
   storage: {size: 1Gi}
   database: shop
@@ -224,7 +227,9 @@ spec:
     s3: {endpoint: "%[2]s", bucket: pgbackups, path: %[1]s/shopdb, insecure: true, secretRef: {name: s3-creds}}
     schedule: "@every 30s"
     keep: 7
-`, s.ns, s.s3.Endpoint))
+`, s.ns, s.s3.Endpoint, instances)
+	}
+	s.commitAndSync("shopdb.yaml", manifest(3))
 	pg := s.waitReady("shopdb", 3)
 	if len(pg.Status.Instances) != 3 || pg.Status.Instances[0].Role != RolePrimary {
 		t.Errorf("instances = %+v", pg.Status.Instances)
@@ -370,6 +375,49 @@ spec:
 	// Close the current WAL segment so the archive holds the target.
 	s.switchAndArchiveWAL("shopdb")
 	s.restoreToPointInTime(target)
+
+	// Scaling down, committed to git: the newest replica goes, never the
+	// primary.
+	primary := pg.Status.Primary
+	s.commitAndSync("shopdb.yaml", manifest(2))
+	s.eventually("scaled down to 2", 3*time.Minute, func() (bool, string) {
+		p := s.postgres("shopdb")
+		ok := len(p.Status.Instances) == 2 && p.Status.ReadyInstances == 2 && p.Status.Primary == primary &&
+			meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionReady)
+		return ok, fmt.Sprintf("primary %s, instances %+v", p.Status.Primary, p.Status.Instances)
+	})
+	s.waitStreaming("shopdb", 1)
+
+	// Deleting a Postgres stops its instances and keeps its volume.
+	s.deleteKeepsVolumes("shopdb-pitr")
+}
+
+// deleteKeepsVolumes deletes a Postgres (deletionPolicy Retain) and checks
+// that its pods and their processes are gone and its volume claims remain.
+func (s *story) deleteKeepsVolumes(cluster string) {
+	t := s.t
+	if err := env.Client.Delete(s.ctx, s.postgres(cluster)); err != nil {
+		t.Fatal(err)
+	}
+	s.eventually(cluster+" deleted", 2*time.Minute, func() (bool, string) {
+		var pods corev1.PodList
+		if err := env.Client.List(s.ctx, &pods, client.InNamespace(s.ns), client.MatchingLabels{LabelCluster: cluster}); err != nil {
+			return false, err.Error()
+		}
+		err := env.Client.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: cluster}, &v1alpha1.Postgres{})
+		_, rerr := s.kube.Resolve(s.ctx, s.ns, InstanceName(cluster, 1))
+		return apierrors.IsNotFound(err) && len(pods.Items) == 0 && rerr != nil,
+			fmt.Sprintf("postgres: %v, pods %d, process resolvable: %v", err, len(pods.Items), rerr == nil)
+	})
+	var pvc corev1.PersistentVolumeClaim
+	if err := env.Client.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: InstanceName(cluster, 1)}, &pvc); err != nil || !pvc.DeletionTimestamp.IsZero() {
+		t.Errorf("volume claim of %s not kept: %v", cluster, err)
+	}
+	for _, kind := range secretKinds {
+		if err := env.Client.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: SecretName(cluster, kind)}, &corev1.Secret{}); err != nil {
+			t.Errorf("secret %s not kept: %v", SecretName(cluster, kind), err)
+		}
+	}
 }
 
 // superDB connects to the primary as the superuser, through NAME-rw.
