@@ -108,12 +108,16 @@ func List(ctx context.Context, c client.Client, namespace, sync string) ([]v1alp
 	return l.Items, nil
 }
 
-// Trim deletes all but the newest keep Snapshots of a Sync.
+// Trim deletes all but the newest keep Snapshots of a Sync. It lists
+// metadata only: a Snapshot's recorded objects are not needed to delete it.
 func Trim(ctx context.Context, c client.Client, namespace, sync string, keep int) error {
-	items, err := List(ctx, c, namespace, sync)
-	if err != nil {
-		return err
+	var l metav1.PartialObjectMetadataList
+	l.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("SnapshotList"))
+	if err := c.List(ctx, &l, client.InNamespace(namespace), client.MatchingLabels{LabelSync: sync}); err != nil {
+		return fmt.Errorf("list snapshots of %s/%s: %w", namespace, sync, err)
 	}
+	items := l.Items
+	sort.Slice(items, func(i, j int) bool { return items[i].Name > items[j].Name })
 	for i := keep; i < len(items); i++ {
 		if err := c.Delete(ctx, &items[i]); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("delete old snapshot %s: %w", items[i].Name, err)
