@@ -40,6 +40,7 @@ type Manifest struct {
 
 // Part is one object of the compressed tar stream, in order.
 type Part struct {
+	seq    int    // position in the stream while uploading
 	Key    string `json:"key"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,8 +24,12 @@ import (
 	"homeostat.dev/homeostat/backup/pgbin"
 )
 
-// DefaultPartSize is the compressed size of one part object.
-const DefaultPartSize = 32 << 20
+// DefaultPartSize is the compressed size of one part object: small enough
+// that uploads overlap the stream and the last one after it is short.
+const DefaultPartSize = 16 << 20
+
+// uploaders is how many parts are uploaded at once.
+const uploaders = 2
 
 // PushOptions says which server to back up.
 type PushOptions struct {
@@ -166,15 +171,15 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// partUploader cuts the compressed stream into parts and uploads each while
-// the next one fills: at most two parts are in memory.
+// partUploader cuts the compressed stream into parts and uploads them while
+// the next ones fill: at most uploaders+2 parts are in memory.
 type partUploader struct {
 	ctx      context.Context
 	store    Store
 	prefix   string
 	size     int64
 	buf      []byte
-	queue    chan []byte
+	queue    chan pendingPart
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	err      error
@@ -183,11 +188,25 @@ type partUploader struct {
 	sequence int
 }
 
+type pendingPart struct {
+	seq  int
+	key  string
+	data []byte
+}
+
 func newPartUploader(ctx context.Context, s Store, prefix string, size int64) *partUploader {
-	p := &partUploader{ctx: ctx, store: s, prefix: prefix, size: size, queue: make(chan []byte, 1)}
-	p.wg.Add(1)
-	go p.run()
+	p := &partUploader{ctx: ctx, store: s, prefix: prefix, size: size, queue: make(chan pendingPart, 1)}
+	p.wg.Add(uploaders)
+	for range uploaders {
+		go p.run()
+	}
 	return p
+}
+
+// enqueue names the part by its position in the stream and hands it over.
+func (p *partUploader) enqueue(data []byte) {
+	p.queue <- pendingPart{seq: p.sequence, key: fmt.Sprintf("%spart-%05d.tar.zst", p.prefix, p.sequence), data: data}
+	p.sequence++
 }
 
 func (p *partUploader) Write(b []byte) (int, error) {
@@ -206,7 +225,7 @@ func (p *partUploader) Write(b []byte) (int, error) {
 		p.buf = append(p.buf, b[:room]...)
 		b = b[room:]
 		if int64(len(p.buf)) == p.size {
-			p.queue <- p.buf
+			p.enqueue(p.buf)
 			p.buf = nil
 		}
 	}
@@ -221,20 +240,18 @@ func (p *partUploader) failed() error {
 
 func (p *partUploader) run() {
 	defer p.wg.Done()
-	for data := range p.queue {
+	for part := range p.queue {
 		if p.failed() != nil {
 			continue
 		}
-		sum := sha256.Sum256(data)
-		key := fmt.Sprintf("%spart-%05d.tar.zst", p.prefix, p.sequence)
-		p.sequence++
-		err := p.store.Put(p.ctx, key, bytes.NewReader(data), int64(len(data)), nil)
+		sum := sha256.Sum256(part.data)
+		err := p.store.Put(p.ctx, part.key, bytes.NewReader(part.data), int64(len(part.data)), nil)
 		p.mu.Lock()
-		if err != nil {
+		if err != nil && p.err == nil {
 			p.err = err
-		} else {
-			p.parts = append(p.parts, Part{Key: key, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
-			p.total += int64(len(data))
+		} else if err == nil {
+			p.parts = append(p.parts, Part{seq: part.seq, Key: part.key, Size: int64(len(part.data)), SHA256: hex.EncodeToString(sum[:])})
+			p.total += int64(len(part.data))
 		}
 		p.mu.Unlock()
 	}
@@ -244,11 +261,13 @@ func (p *partUploader) run() {
 // failed) and waits for all uploads.
 func (p *partUploader) close(flush bool) error {
 	if flush && len(p.buf) > 0 && p.failed() == nil {
-		p.queue <- p.buf
+		p.enqueue(p.buf)
 		p.buf = nil
 	}
 	close(p.queue)
 	p.wg.Wait()
+	// Uploads finish in any order; the manifest lists parts in stream order.
+	sort.Slice(p.parts, func(i, j int) bool { return p.parts[i].seq < p.parts[j].seq })
 	return p.err
 }
 

@@ -44,7 +44,8 @@ func TestPushWhileWritingThenPointInTimeRestore(t *testing.T) {
 		}
 	}()
 	waitFor(t, 30*time.Second, "writes before the backup", func() bool { return written.Load() > 100 })
-	m, err := backup.Push(ctx, store, backup.PushOptions{Host: srv.SocketDir, Port: srv.Port, User: pgtest.Superuser})
+	// Small parts: several upload at once and must still restore in order.
+	m, err := backup.Push(ctx, store, backup.PushOptions{Host: srv.SocketDir, Port: srv.Port, User: pgtest.Superuser, PartSize: 128 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func TestPushWhileWritingThenPointInTimeRestore(t *testing.T) {
 	waitFor(t, 30*time.Second, "writes after the backup", func() bool { return written.Load() > during+100 })
 	close(stop)
 	wg.Wait()
-	if m.StartLSN == "" || m.StopLSN == "" || m.Timeline != 1 || m.PGVersion == "" || len(m.Parts) == 0 || m.Parts[0].SHA256 == "" {
+	if m.StartLSN == "" || m.StopLSN == "" || m.Timeline != 1 || m.PGVersion == "" || len(m.Parts) < 5 || m.Parts[0].SHA256 == "" {
 		t.Fatalf("incomplete manifest: %+v", m)
 	}
 
