@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"fmt"
+	gosync "sync"
 
 	"github.com/pmezard/go-difflib/difflib"
 	"golang.org/x/sync/errgroup"
@@ -63,14 +64,24 @@ func (e *Engine) Plan(ctx context.Context, t Target, desired []render.Object, in
 // linkLiveOwners gives children the ownerReference to their parent when the
 // parent already exists, so the plan does not show a spurious change.
 func (e *Engine) linkLiveOwners(ctx context.Context, items []*item) {
+	var mu gosync.Mutex
 	uids := map[string]types.UID{}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.concurrency)
 	for _, it := range items {
-		if it.owner == nil {
-			if u, err := e.get(ctx, it); err == nil {
-				uids[it.ref.ID()] = u.GetUID()
-			}
+		if it.owner != nil {
+			continue
 		}
+		g.Go(func() error {
+			if u, err := e.get(gctx, it); err == nil {
+				mu.Lock()
+				uids[it.ref.ID()] = u.GetUID()
+				mu.Unlock()
+			}
+			return nil
+		})
 	}
+	_ = g.Wait()
 	for _, it := range items {
 		if it.owner != nil {
 			_ = linkOwners([]*item{it}, uids)
