@@ -81,5 +81,26 @@ func (r *PostgresReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&batchv1.Job{}, byCluster).
 		Watches(&corev1.PersistentVolumeClaim{}, byCluster).
 		Watches(&v1alpha1.Backup{}, byCluster).
+		// A Stalled cluster waits for its S3 secret: creating or fixing it
+		// wakes the cluster up.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.postgresForSecret)).
 		Complete(r)
+}
+
+// postgresForSecret lists the clusters whose backup or bootstrap store names
+// the secret.
+func (r *PostgresReconciler) postgresForSecret(ctx context.Context, o client.Object) []ctrl.Request {
+	var l v1alpha1.PostgresList
+	if err := r.List(ctx, &l, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	var out []ctrl.Request
+	for _, pg := range l.Items {
+		b, bs := pg.Spec.Backup, pg.Spec.Bootstrap
+		if (b != nil && b.S3.SecretRef.Name == o.GetName()) ||
+			(bs != nil && bs.FromBackup != nil && bs.FromBackup.S3.SecretRef.Name == o.GetName()) {
+			out = append(out, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&pg)})
+		}
+	}
+	return out
 }

@@ -214,14 +214,14 @@ func (r *PostgresReconciler) validate(ctx context.Context, c *cluster) error {
 		var sec corev1.Secret
 		err := r.Get(ctx, client.ObjectKey{Namespace: c.pg.Namespace, Name: s.SecretRef.Name}, &sec)
 		if apierrors.IsNotFound(err) {
-			return reconcile.TerminalError(fmt.Errorf("s3 secret %q not found in namespace %s", s.SecretRef.Name, c.pg.Namespace))
+			return reconcile.TerminalError(&stalled{"SecretNotFound", fmt.Errorf("s3 secret %q not found in namespace %s", s.SecretRef.Name, c.pg.Namespace)})
 		}
 		if err != nil {
 			return fmt.Errorf("read s3 secret %s: %w", s.SecretRef.Name, err)
 		}
 		for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
 			if len(sec.Data[k]) == 0 {
-				return reconcile.TerminalError(fmt.Errorf("s3 secret %q has no key %s", s.SecretRef.Name, k))
+				return reconcile.TerminalError(&stalled{"SecretInvalid", fmt.Errorf("s3 secret %q has no key %s", s.SecretRef.Name, k)})
 			}
 		}
 	}

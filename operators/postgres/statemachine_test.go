@@ -129,7 +129,7 @@ func TestMissingS3SecretStallsWithItsName(t *testing.T) {
 	}
 	got := get(t, &v1alpha1.Postgres{}, ns, "db")
 	st := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionStalled)
-	if st == nil || st.Status != metav1.ConditionTrue || !strings.Contains(st.Message, `"s3-creds"`) {
+	if st == nil || st.Status != metav1.ConditionTrue || st.Reason != "SecretNotFound" || !strings.Contains(st.Message, `"s3-creds"`) {
 		t.Fatalf("Stalled condition = %+v, want True naming s3-creds", st)
 	}
 	if got.Status.Phase != PhaseStalled {
@@ -138,6 +138,25 @@ func TestMissingS3SecretStallsWithItsName(t *testing.T) {
 	var pvcs corev1.PersistentVolumeClaimList
 	if err := env.Client.List(context.Background(), &pvcs, client.InNamespace(ns)); err != nil || len(pvcs.Items) != 0 {
 		t.Errorf("a stalled cluster created volumes: %d, %v", len(pvcs.Items), err)
+	}
+
+	// Creating the secret wakes the cluster up (the controller watches
+	// secrets and maps them to the clusters that name them) and unstalls it.
+	r := newReconciler()
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s3-creds", Namespace: ns},
+		StringData: map[string]string{"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}}
+	if reqs := r.postgresForSecret(context.Background(), sec); len(reqs) != 1 || reqs[0].Name != "db" {
+		t.Errorf("secret maps to %v, want the Postgres db", reqs)
+	}
+	if err := env.Client.Create(context.Background(), sec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcileOnce(t, r, pg); err != nil {
+		t.Fatal(err)
+	}
+	got = get(t, &v1alpha1.Postgres{}, ns, "db")
+	if meta.IsStatusConditionTrue(got.Status.Conditions, v1alpha1.ConditionStalled) || got.Status.Phase != PhaseBootstrapping {
+		t.Errorf("after the secret appeared: phase %s, conditions %+v", got.Status.Phase, got.Status.Conditions)
 	}
 }
 
