@@ -49,8 +49,11 @@ type Kubelet struct {
 	procs   map[string]*proc // "pod/ns/name" or "job/ns/name"
 	ports   map[string]int   // claim "ns/name" or "pod/ns/name"
 	proxies map[string]*proxy
-	cancel  context.CancelFunc
-	done    chan struct{}
+	// terminating holds the UIDs of deleted pods being stopped, so each is
+	// stopped once however many polls see it.
+	terminating map[string]bool
+	cancel      context.CancelFunc
+	done        chan struct{}
 }
 
 // Options configure a Kubelet.
@@ -83,7 +86,7 @@ func Start(c client.Client, o Options) (*Kubelet, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	k := &Kubelet{client: c, opts: o, procs: map[string]*proc{}, ports: map[string]int{}, proxies: map[string]*proxy{},
-		cancel: cancel, done: make(chan struct{})}
+		terminating: map[string]bool{}, cancel: cancel, done: make(chan struct{})}
 	go k.loop(ctx)
 	return k, nil
 }
@@ -151,7 +154,13 @@ func (k *Kubelet) syncPods(ctx context.Context) {
 		case p != nil && p.uid != string(pod.UID):
 			p.kill() // an older pod of the same name; its exit clears the entry
 		case !pod.DeletionTimestamp.IsZero():
-			go k.terminate(ctx, pod, p)
+			k.mu.Lock()
+			started := k.terminating[string(pod.UID)]
+			k.terminating[string(pod.UID)] = true
+			k.mu.Unlock()
+			if !started {
+				go k.terminate(ctx, pod, p)
+			}
 		case p == nil && pod.Status.Phase == "" || p == nil && pod.Status.Phase == corev1.PodPending:
 			k.startPod(ctx, pod)
 		case p != nil:

@@ -316,6 +316,10 @@ func (k *Kubelet) terminate(ctx context.Context, pod *corev1.Pod, p *proc) {
 	err := k.client.Delete(ctx, pod, client.GracePeriodSeconds(0), client.Preconditions{UID: &pod.UID})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		k.logf("delete pod %s/%s: %v", pod.Namespace, pod.Name, err)
+		// Let the next poll try again.
+		k.mu.Lock()
+		delete(k.terminating, string(pod.UID))
+		k.mu.Unlock()
 	}
 }
 
