@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -11,10 +12,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"homeostat.dev/homeostat/render/api/v1alpha1"
+	hsync "homeostat.dev/homeostat/sync"
 )
 
 // Reconciler syncs every Sync on its interval, at once when its spec or its
@@ -31,7 +35,8 @@ type Reconciler struct {
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		WithOptions(opts).
-		For(&v1alpha1.Sync{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		For(&v1alpha1.Sync{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
+			predicate.AnnotationChangedPredicate{}, deleting))).
 		Named("sync").
 		Complete(r)
 }
@@ -51,6 +56,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			retErr = client.IgnoreNotFound(err)
 		}
 	}()
+	if !s.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.finalize(ctx, s)
+	}
+	if err := r.ensureFinalizer(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
 	if s.Spec.Suspend {
 		SetSuspended(s)
 		return ctrl.Result{}, nil
@@ -65,6 +76,47 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	log.FromContext(ctx).Info("synced", "revision", o.Revision.Name, "trigger", trigger,
 		"changes", o.Changes.Summary(), "reason", o.Reason, "error", errString(o.Err))
 	return ctrl.Result{RequeueAfter: interval}, nil
+}
+
+// FinalizerPrune holds a deleted Sync until the objects it applied are
+// pruned (unless spec.prune is false or it is suspended).
+const FinalizerPrune = "homeostat.dev/prune"
+
+// deleting lets the start of a Sync's deletion through to Reconcile.
+var deleting = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+	return !e.ObjectNew.GetDeletionTimestamp().IsZero()
+}}
+
+// ensureFinalizer adds FinalizerPrune before the first sync.
+func (r *Reconciler) ensureFinalizer(ctx context.Context, s *v1alpha1.Sync) error {
+	if controllerutil.ContainsFinalizer(s, FinalizerPrune) {
+		return nil
+	}
+	patch := client.MergeFrom(s.DeepCopy())
+	controllerutil.AddFinalizer(s, FinalizerPrune)
+	return r.Client.Patch(ctx, s, patch)
+}
+
+// finalize prunes what a deleted Sync applied, then lets it go. A Sync with
+// prune: false, or a suspended one, leaves its objects in place.
+func (r *Reconciler) finalize(ctx context.Context, s *v1alpha1.Sync) error {
+	if !controllerutil.ContainsFinalizer(s, FinalizerPrune) {
+		return nil
+	}
+	if (s.Spec.Prune == nil || *s.Spec.Prune) && !s.Spec.Suspend {
+		eng, err := r.Runner.engine(s)
+		if err != nil {
+			return err
+		}
+		cs, err := eng.Prune(ctx, target(s), hsync.InventoryFromAPI(s.Status.Inventory))
+		if err != nil {
+			return fmt.Errorf("prune objects of deleted sync %s/%s: %w", s.Namespace, s.Name, err)
+		}
+		log.FromContext(ctx).Info("deleted sync pruned", "changes", cs.Summary())
+	}
+	patch := client.MergeFrom(s.DeepCopy())
+	controllerutil.RemoveFinalizer(s, FinalizerPrune)
+	return client.IgnoreNotFound(r.Client.Patch(ctx, s, patch))
 }
 
 // trigger tells an asked-for sync from a periodic one.
