@@ -68,6 +68,11 @@ func (e *Engine) Apply(ctx context.Context, t Target, desired []render.Object, i
 		}
 	}
 	var cs ChangeSet
+	// Kinds neither the cluster nor a CRD of this set defines fail before
+	// anything is written.
+	if err := e.checkKinds(defs, rest); err != nil {
+		return cs, err
+	}
 	uids := map[string]types.UID{}
 	if len(defs) > 0 {
 		if err := e.resolve(t, defs); err != nil {
@@ -154,6 +159,33 @@ func (e *Engine) resolve(t Target, items []*item) error {
 			it.obj.SetNamespace("")
 		}
 		it.ref = RefOf(it.obj)
+	}
+	return errors.Join(errs...)
+}
+
+// checkKinds fails for objects whose kind the cluster does not serve and
+// no CRD among defs defines.
+func (e *Engine) checkKinds(defs, rest []*item) error {
+	defined := map[schema.GroupKind]bool{}
+	for _, d := range defs {
+		if d.obj.GetKind() == "CustomResourceDefinition" {
+			group, _, _ := unstructured.NestedString(d.obj.Object, "spec", "group")
+			kind, _, _ := unstructured.NestedString(d.obj.Object, "spec", "names", "kind")
+			defined[schema.GroupKind{Group: group, Kind: kind}] = true
+		}
+	}
+	var errs []error
+	for _, it := range rest {
+		gvk := it.obj.GroupVersionKind()
+		if defined[gvk.GroupKind()] {
+			continue
+		}
+		if _, err := e.mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s %s: %w", it.src, gvk.Kind, it.obj.GetName(), err))
+		}
+	}
+	if len(errs) > 5 {
+		return fmt.Errorf("%w; and %d more", errors.Join(errs[:5]...), len(errs)-5)
 	}
 	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -75,5 +76,20 @@ func TestApplyStagesCRDsAndNamespacesFirst(t *testing.T) {
 	}
 	if order["CustomResourceDefinition"] > order["Widget"] || order["Namespace"] > order["ConfigMap"] {
 		t.Fatalf("stages out of order: %v", order)
+	}
+}
+
+// An object of a kind nobody defines fails the apply before anything of the
+// set is written, naming its file.
+func TestApplyUnknownKindWritesNothing(t *testing.T) {
+	e, w := newEngine(t)
+	gadget := fromYAML(t, "gadget.yaml", "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g\n")
+	desired := []render.Object{fromYAML(t, "ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: never-made\n"), configMap("c", map[string]any{"k": "1"}), gadget}
+	_, err := e.Apply(context.Background(), Target{Name: "u", Namespace: "default", DefaultNamespace: "default"}, desired, nil)
+	if err == nil || !strings.Contains(err.Error(), "gadget.yaml") {
+		t.Fatalf("want an error naming gadget.yaml, got %v", err)
+	}
+	if n := w.n.Load(); n != 0 {
+		t.Fatalf("wrote %d requests: %v", n, w.paths)
 	}
 }
