@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -45,6 +46,9 @@ func (r *PostgresReconciler) failover(ctx context.Context, c *cluster) error {
 	}
 	if healthy {
 		setCondition(c.pg, ConditionPrimaryAvailable, metav1.ConditionFalse, "Switchover", "stopping "+primary+" to promote "+best)
+		if err := r.annotate(ctx, c.pg, AnnotationSwitchoverLSN, o.Current.String()); err != nil {
+			return err
+		}
 		if err := r.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("stop primary %s: %w", primary, err)
 		}
@@ -66,7 +70,44 @@ func (r *PostgresReconciler) failover(ctx context.Context, c *cluster) error {
 		}
 		return c.wait(PhaseFailingOver, "fencing primary %s", primary)
 	}
+	if switchover {
+		if err := r.switchoverCaughtUp(c, best); err != nil {
+			return err
+		}
+	}
 	return r.promote(ctx, c, primary, best, switchover)
+}
+
+// switchoverCaughtUp holds a switchover's promotion until the chosen replica
+// has received the WAL the old primary had written when it was asked to stop
+// (its clean shutdown sends the rest). Should no replica get there, for
+// example because it lost its connection, the switchover goes on after
+// failoverDelay plus 30s, as a failover would.
+func (r *PostgresReconciler) switchoverCaughtUp(c *cluster, best string) error {
+	need, err := ParseLSN(c.pg.Annotations[AnnotationSwitchoverLSN])
+	if err != nil || c.obs[best].Received >= need {
+		return nil
+	}
+	since := meta.FindStatusCondition(c.pg.Status.Conditions, ConditionPrimaryAvailable).LastTransitionTime.Time
+	if r.now().Sub(since) > failoverDelay(c.pg)+30*time.Second {
+		r.event(c.pg, "SwitchoverBehind", "promoting %s at %s, short of the old primary's %s", best, c.obs[best].Received, need)
+		return nil
+	}
+	c.requeue = min(c.requeue, time.Second)
+	return c.wait(PhaseSwitchingOver, "waiting for %s to receive WAL up to %s (has %s)", best, need, c.obs[best].Received)
+}
+
+// annotate sets one annotation on the Postgres with a merge patch of its
+// own, leaving the object being reconciled (and its status) untouched; a
+// nil-valued JSON patch removes it again.
+func (r *PostgresReconciler) annotate(ctx context.Context, pg *v1alpha1.Postgres, key, value string) error {
+	v, _ := json.Marshal(value)
+	patch := []byte(`{"metadata":{"annotations":{"` + key + `":` + string(v) + `}}}`)
+	ref := &v1alpha1.Postgres{ObjectMeta: metav1.ObjectMeta{Name: pg.Name, Namespace: pg.Namespace}}
+	if err := r.Patch(ctx, ref, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return fmt.Errorf("annotate %s %s: %w", pg.Name, key, err)
+	}
+	return nil
 }
 
 // promote makes best the primary and retires the old one.
@@ -85,7 +126,7 @@ func (r *PostgresReconciler) promote(ctx context.Context, c *cluster, old, best 
 	reason := "FailedOver"
 	if switchover {
 		reason = "SwitchedOver"
-		patch := []byte(`{"metadata":{"annotations":{"` + AnnotationSwitchover + `":null}}}`)
+		patch := []byte(`{"metadata":{"annotations":{"` + AnnotationSwitchover + `":null,"` + AnnotationSwitchoverLSN + `":null}}}`)
 		ref := &v1alpha1.Postgres{ObjectMeta: metav1.ObjectMeta{Name: c.pg.Name, Namespace: c.pg.Namespace}}
 		if err := r.Patch(ctx, ref, client.RawPatch(types.MergePatchType, patch)); err != nil {
 			return fmt.Errorf("clear switchover request: %w", err)

@@ -28,6 +28,9 @@ const (
 	// the instance to promote, or empty for the most advanced replica.
 	// `homeostat pg switchover` sets it; the controller removes it when done.
 	AnnotationSwitchover = "homeostat.dev/switchover"
+	// AnnotationSwitchoverLSN records the old primary's WAL position when a
+	// switchover stopped it; the replica promoted must have received it.
+	AnnotationSwitchoverLSN = "homeostat.dev/switchover-lsn"
 
 	// FinalizerName lets the controller apply the deletion policy.
 	FinalizerName = "homeostat.dev/postgres"
