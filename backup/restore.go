@@ -176,6 +176,13 @@ func extractTar(r io.Reader, dir string) error {
 	}
 }
 
+// RecoveryMarker starts the block of recovery settings Restore appends to
+// postgresql.auto.conf; the block ends at the next blank line. Once recovery
+// is over the block must go (see instance.Init and instance.Join): a standby
+// made from this directory would otherwise stop at the old target and
+// promote itself.
+const RecoveryMarker = "# homeostat backup restore"
+
 // RecoverySettings are the postgresql.conf lines that make a restored
 // directory replay archived WAL up to the target and then promote.
 func RecoverySettings(restoreCommand string, t Target) []string {
@@ -201,7 +208,7 @@ func writeRecoveryConf(dir, restoreCommand string, t Target) error {
 	if err != nil {
 		return fmt.Errorf("write recovery settings to %s: %w", p, err)
 	}
-	text := "\n# homeostat backup restore\n" + strings.Join(RecoverySettings(restoreCommand, t), "\n") + "\n"
+	text := "\n" + RecoveryMarker + "\n" + strings.Join(RecoverySettings(restoreCommand, t), "\n") + "\n"
 	if _, err := f.WriteString(text); err != nil {
 		_ = f.Close()
 		return fmt.Errorf("write recovery settings to %s: %w", p, err)

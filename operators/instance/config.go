@@ -1,6 +1,7 @@
 package instance
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -148,6 +149,9 @@ func ParseParameters(flags []string) (map[string]string, error) {
 // postgresql.conf includes homeostat.conf (once, at the end, so ours win over
 // initdb's defaults).
 func writeConfig(pgdata string, c Config) error {
+	if err := dropFinishedRestore(pgdata); err != nil {
+		return err
+	}
 	if err := pgbin.WriteFile(filepath.Join(pgdata, ConfFile), []byte(RenderConf(c.Settings()))); err != nil {
 		return err
 	}
@@ -180,4 +184,54 @@ func SlotName(name string) string {
 		b = b[:63]
 	}
 	return string(b)
+}
+
+// dropFinishedRestore removes the recovery settings `homeostat backup
+// restore` appended to postgresql.auto.conf once recovery is over (there is
+// no recovery.signal): left in place, a standby made from this directory
+// would stop replaying at the old recovery target and promote itself, and
+// fetch WAL from the source cluster's store.
+func dropFinishedRestore(pgdata string) error {
+	if _, err := os.Stat(filepath.Join(pgdata, "recovery.signal")); err == nil {
+		return nil
+	}
+	p := filepath.Join(pgdata, "postgresql.auto.conf")
+	data, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", p, err)
+	}
+	kept, changed := withoutRestoreSettings(string(data))
+	if !changed {
+		return nil
+	}
+	return pgbin.WriteFile(p, []byte(kept))
+}
+
+// restoreSettings are what a restore sets; homeostat never sets them with
+// ALTER SYSTEM otherwise. They are matched by name, not by the block
+// RecoveryMarker starts, because ALTER SYSTEM rewrites the file without
+// comments.
+var restoreSettings = map[string]bool{
+	"restore_command": true, "recovery_target": true, "recovery_target_time": true, "recovery_target_lsn": true,
+	"recovery_target_xid": true, "recovery_target_name": true, "recovery_target_action": true,
+	"recovery_target_inclusive": true, "recovery_target_timeline": true,
+}
+
+// withoutRestoreSettings drops the restore's marker and settings lines.
+func withoutRestoreSettings(conf string) (string, bool) {
+	var out []string
+	changed := false
+	for _, line := range strings.SplitAfter(conf, "\n") {
+		key, _, _ := strings.Cut(line, "=")
+		key = strings.TrimSpace(key)
+		if strings.TrimSpace(line) == backup.RecoveryMarker || restoreSettings[key] {
+			changed = true
+			continue
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, ""), changed
 }
