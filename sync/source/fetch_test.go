@@ -109,15 +109,31 @@ func TestFetchMissingRef(t *testing.T) {
 }
 
 func TestFetchPicksUpNewCommits(t *testing.T) {
-	fx := newFixture(t, t.TempDir())
+	for _, transport := range []string{"file", "http", "ssh"} {
+		t.Run(transport, func(t *testing.T) {
+			srv, fx := newServer(t)
+			url, auth := fx.repo.url(), Auth{}
+			switch transport {
+			case "http":
+				url = startHTTP(t, srv)
+			case "ssh":
+				s := startSSH(t, srv)
+				url, auth = s.url, Auth{Identity: s.client, KnownHosts: knownHostsLine(s.addr, s.hostKey)}
+			}
+			testPicksUpNewCommits(t, fx, url, auth)
+		})
+	}
+}
+
+func testPicksUpNewCommits(t *testing.T, fx fixture, url string, auth Auth) {
 	f := &Fetcher{CacheDir: t.TempDir()}
 	ctx := context.Background()
-	first, err := f.Fetch(ctx, "ns/sync", fx.repo.url(), Ref{}, Auth{})
+	first, err := f.Fetch(ctx, "ns/sync", url, Ref{}, auth)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	again, err := f.Fetch(ctx, "ns/sync", fx.repo.url(), Ref{}, Auth{})
+	again, err := f.Fetch(ctx, "ns/sync", url, Ref{}, auth)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +142,7 @@ func TestFetchPicksUpNewCommits(t *testing.T) {
 	}
 
 	c4 := fx.repo.commit("fourth", map[string]string{"apps/c.yaml": "name: c\n"})
-	second, err := f.Fetch(ctx, "ns/sync", fx.repo.url(), Ref{}, Auth{})
+	second, err := f.Fetch(ctx, "ns/sync", url, Ref{}, auth)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +157,7 @@ func TestFetchPicksUpNewCommits(t *testing.T) {
 	}
 
 	c5 := fx.repo.commit("fifth", map[string]string{"apps/c.yaml": "name: c2\n"})
-	third, err := f.Fetch(ctx, "ns/sync", fx.repo.url(), Ref{}, Auth{})
+	third, err := f.Fetch(ctx, "ns/sync", url, Ref{}, auth)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +173,7 @@ func TestFetchPicksUpNewCommits(t *testing.T) {
 
 	// A new Fetcher (a restarted controller) finds the cache on disk.
 	restarted := &Fetcher{CacheDir: f.CacheDir}
-	rev, err := restarted.Fetch(ctx, "ns/sync", fx.repo.url(), Ref{}, Auth{})
+	rev, err := restarted.Fetch(ctx, "ns/sync", url, Ref{}, auth)
 	if err != nil || rev != third {
 		t.Errorf("after restart got %+v, %v; want %+v", rev, err, third)
 	}
@@ -349,5 +365,35 @@ func TestFetcherRemove(t *testing.T) {
 	again, err := f.Fetch(ctx, "ns/gone", fx.repo.url(), Ref{}, Auth{})
 	if err != nil || again.Commit != rev.Commit {
 		t.Errorf("fetch after Remove: %+v, %v", again, err)
+	}
+}
+
+// One Sync whose spec.ref is edited back and forth: every switch is served
+// from the same cache, shallow or not.
+func TestFetchSwitchingRefsWithOneKey(t *testing.T) {
+	fx := newFixture(t, t.TempDir())
+	f := &Fetcher{CacheDir: t.TempDir()}
+	steps := []struct {
+		ref  Ref
+		want string
+	}{
+		{Ref{}, fx.c3}, {Ref{Branch: "feature"}, fx.f1}, {Ref{Tag: "v1"}, fx.c1}, {Ref{Commit: fx.c2}, fx.c2},
+		{Ref{Tag: "v2"}, fx.c2}, {Ref{}, fx.c3}, {Ref{Commit: fx.c1}, fx.c1}, {Ref{Branch: "feature"}, fx.f1},
+	}
+	for i, st := range steps {
+		rev, err := f.Fetch(context.Background(), "ns/switch", fx.repo.url(), st.ref, Auth{})
+		if err != nil {
+			t.Fatalf("step %d (%+v): %v", i, st.ref, err)
+		}
+		if rev.Commit != st.want {
+			t.Errorf("step %d (%+v): got %s, want %s", i, st.ref, rev.Commit, st.want)
+		}
+		fresh, err := (&Fetcher{CacheDir: t.TempDir()}).Fetch(context.Background(), "ns/fresh", fx.repo.url(), st.ref, Auth{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := listTree(t, rev.Dir), listTree(t, fresh.Dir); got != want {
+			t.Errorf("step %d: cached checkout\n%s\nfresh checkout\n%s", i, got, want)
+		}
 	}
 }
