@@ -96,7 +96,8 @@ func TestAuthNeverPrintsSecrets(t *testing.T) {
 	}
 	outputs := map[string]string{
 		"%v": fmt.Sprintf("%v", a), "%+v": fmt.Sprintf("%+v", a), "%#v": fmt.Sprintf("%#v", a),
-		"%s": fmt.Sprintf("%s", a), "%v of pointer": fmt.Sprintf("%v", &a), "%+v in struct": fmt.Sprintf("%+v", struct{ A Auth }{a}),
+		"%s":            fmt.Sprintf("%s", a), //nolint:staticcheck // the verb is what is tested
+		"%v of pointer": fmt.Sprintf("%v", &a), "%+v in struct": fmt.Sprintf("%+v", struct{ A Auth }{a}),
 		"json": string(js), "slog": logged.String(),
 	}
 	for what, out := range outputs {

@@ -44,7 +44,7 @@ func (h *repoHolder) has(c plumbing.Hash) bool {
 func fetchCommit(ctx context.Context, op string, s *session, h *repoHolder, refs []*plumbing.Reference, want plumbing.Hash) (plumbing.ReferenceName, error) {
 	for _, r := range refs {
 		name := plumbing.ReferenceName(strings.TrimSuffix(r.Name().String(), "^{}"))
-		if r.Hash() != want || !(name.IsBranch() || name.IsTag()) {
+		if r.Hash() != want || !name.IsBranch() && !name.IsTag() {
 			continue
 		}
 		spec := config.RefSpec("+" + name.String() + ":" + name.String())

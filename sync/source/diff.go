@@ -38,19 +38,7 @@ func diffTrees(st storer.EncodedObjectStorer, from, to *object.Tree, prefix stri
 			continue
 		}
 		if te.Mode == filemode.Dir {
-			sub, err := object.GetTree(st, te.Hash)
-			if err != nil {
-				return err
-			}
-			base := &object.Tree{}
-			if had && fe.Mode == filemode.Dir {
-				if base, err = object.GetTree(st, fe.Hash); err != nil {
-					return err
-				}
-			} else if had {
-				d.remove = append(d.remove, p)
-			}
-			if err := diffTrees(st, base, sub, p, d); err != nil {
+			if err := diffDir(st, fe, te, p, d); err != nil {
 				return err
 			}
 			continue
@@ -68,6 +56,25 @@ func diffTrees(st storer.EncodedObjectStorer, from, to *object.Tree, prefix stri
 		}
 	}
 	return nil
+}
+
+// diffDir descends into a folder of the new tree; fe is what had its name
+// in the old tree (nil, a folder, or a file that the folder replaces).
+func diffDir(st storer.EncodedObjectStorer, fe *object.TreeEntry, te object.TreeEntry, p string, d *treeDiff) error {
+	sub, err := object.GetTree(st, te.Hash)
+	if err != nil {
+		return err
+	}
+	base := &object.Tree{}
+	switch {
+	case fe != nil && fe.Mode == filemode.Dir:
+		if base, err = object.GetTree(st, fe.Hash); err != nil {
+			return err
+		}
+	case fe != nil:
+		d.remove = append(d.remove, p)
+	}
+	return diffTrees(st, base, sub, p, d)
 }
 
 // commitDiff diffs the trees of two commits.

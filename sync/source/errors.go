@@ -142,7 +142,8 @@ func walk(err error, visit func(error) bool) bool {
 	if visit(err) {
 		return true
 	}
-	switch e := err.(type) {
+	// walk is its own errors.Is/As: each error of the chain is looked at as it is.
+	switch e := err.(type) { //nolint:errorlint // see above
 	case *plumbing.UnexpectedError:
 		return walk(e.Err, visit)
 	case *plumbing.PermanentError:
@@ -161,17 +162,22 @@ func walk(err error, visit func(error) bool) bool {
 }
 
 func anyIs(err, target error) bool {
-	return walk(err, func(e error) bool { return e == target })
+	return walk(err, func(e error) bool { return e == target }) //nolint:errorlint // walk unwraps
 }
 
 func isNetwork(err error) bool {
 	if walk(err, func(e error) bool {
-		switch e.(type) {
+		switch e.(type) { //nolint:errorlint // walk unwraps
 		case *net.OpError, *net.DNSError, *net.AddrError:
 			return true
 		}
-		return e == syscall.ECONNREFUSED || e == syscall.ECONNRESET || e == syscall.EHOSTUNREACH ||
-			e == syscall.ENETUNREACH || e == os.ErrDeadlineExceeded || e == context.DeadlineExceeded
+		for _, target := range []error{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EHOSTUNREACH,
+			syscall.ENETUNREACH, os.ErrDeadlineExceeded, context.DeadlineExceeded} {
+			if e == target { //nolint:errorlint // walk unwraps
+				return true
+			}
+		}
+		return false
 	}) {
 		return true
 	}
@@ -187,7 +193,7 @@ func isNetwork(err error) bool {
 
 func isTLSTrust(err error) bool {
 	return walk(err, func(e error) bool {
-		switch e.(type) {
+		switch e.(type) { //nolint:errorlint // walk unwraps
 		case *tls.CertificateVerificationError, x509.UnknownAuthorityError, *x509.UnknownAuthorityError,
 			x509.HostnameError, *x509.HostnameError, x509.CertificateInvalidError:
 			return true

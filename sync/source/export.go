@@ -1,6 +1,7 @@
 package source
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -81,14 +82,14 @@ func writeBlob(f *object.File, dst string) error {
 	if err != nil {
 		return fmt.Errorf("read %s: %w", f.Name, err)
 	}
-	defer r.Close()
+	defer func() { _ = r.Close() }()
 	// O_EXCL: a tree listing one path twice must not overwrite.
 	w, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return err
 	}
 	if _, err := io.Copy(w, r); err != nil {
-		w.Close()
+		_ = w.Close()
 		return fmt.Errorf("write %s: %w", dst, err)
 	}
 	return w.Close()
@@ -106,7 +107,7 @@ func applyDiff(st storer.EncodedObjectStorer, from, to *object.Commit, dir strin
 	if err != nil {
 		return err
 	}
-	defer root.Close()
+	defer func() { _ = root.Close() }()
 	// Removals first, so a file may become a folder and a folder a file.
 	for _, p := range d.remove {
 		if err := checkTreePath(p); err != nil {
@@ -162,13 +163,13 @@ func writeInRoot(root *os.Root, f *object.File) error {
 	if err != nil {
 		return fmt.Errorf("read %s: %w", f.Name, err)
 	}
-	defer r.Close()
+	defer func() { _ = r.Close() }()
 	w, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return err
 	}
 	if _, err := io.Copy(w, r); err != nil {
-		w.Close()
+		_ = w.Close()
 		return fmt.Errorf("write %s: %w", f.Name, err)
 	}
 	return w.Close()
@@ -199,7 +200,7 @@ func treeComplete(repo *git.Repository, c, base *object.Commit) error {
 	defer w.Close()
 	for {
 		name, e, err := w.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {

@@ -64,8 +64,12 @@ func (c craft) blob(content string) plumbing.Hash {
 	o := c.st.NewEncodedObject()
 	o.SetType(plumbing.BlobObject)
 	w, _ := o.Writer()
-	w.Write([]byte(content))
-	w.Close()
+	if _, err := w.Write([]byte(content)); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		c.t.Fatal(err)
+	}
 	h, err := c.st.SetEncodedObject(o)
 	if err != nil {
 		c.t.Fatal(err)

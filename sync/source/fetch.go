@@ -284,7 +284,7 @@ func openCache(dir, url string) (*cache, error) {
 	st := c.storage()
 	repo, err := git.Open(st, nil)
 	if err != nil {
-		st.Close()
+		_ = st.Close()
 		return c, c.startOver()
 	}
 	c.repo, c.st = repo, st
@@ -316,7 +316,7 @@ func (c *cache) startOver() error {
 	st := c.storage()
 	repo, err := git.Init(st, nil)
 	if err != nil {
-		st.Close()
+		_ = st.Close()
 		return fmt.Errorf("fetch cache %s: %w", c.dir, err)
 	}
 	c.repo, c.st = repo, st
@@ -425,7 +425,7 @@ func (c *cache) checkout(commit *object.Commit) (string, error) {
 			return "", err
 		}
 		if err := os.Rename(tmp, dst); err != nil {
-			os.RemoveAll(tmp)
+			_ = os.RemoveAll(tmp)
 			return "", err
 		}
 	}
@@ -466,7 +466,7 @@ func (c *cache) buildTree(commit *object.Commit, current string) (string, error)
 		}
 	}
 	if err := exportTree(commit, tmp); err != nil {
-		os.RemoveAll(tmp)
+		_ = os.RemoveAll(tmp)
 		return "", err
 	}
 	return tmp, nil

@@ -25,7 +25,7 @@ func newHostKeyChecker(knownHosts []byte) (*hostKeyChecker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("write known_hosts: %w", err)
 	}
-	defer os.Remove(f.Name())
+	defer func() { _ = os.Remove(f.Name()) }()
 	_, werr := f.Write(knownHosts)
 	if cerr := f.Close(); werr == nil {
 		werr = cerr

@@ -117,7 +117,8 @@ func newSession(op, rawURL string, auth Auth) (*session, error) {
 	}
 	m, err := auth.method(ep)
 	if err != nil {
-		if e, ok := err.(*Error); ok {
+		var e *Error
+		if errors.As(err, &e) {
 			e.Op = op
 		}
 		return nil, err
@@ -152,7 +153,7 @@ func (s *session) fetch(ctx context.Context, op string, st storage.Storer, depth
 		Tags:     git.NoTags,
 		Force:    true,
 	})
-	if err == nil || err == git.NoErrAlreadyUpToDate {
+	if err == nil || errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return nil
 	}
 	return classify(ctx, op, s.ep, s.auth, err)

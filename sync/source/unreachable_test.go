@@ -62,14 +62,14 @@ func TestSilentServerAndCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			defer c.Close() // hold it open, say nothing
+			defer func() { _ = c.Close() }() // hold it open, say nothing
 		}
 	}()
 	url := "http://" + ln.Addr().String() + "/repo.git"
