@@ -58,7 +58,7 @@ func runCaptured(t *testing.T, args ...string) (int, string) {
 	go func() { b, _ := io.ReadAll(r); done <- string(b) }()
 	code := run(args)
 	os.Stderr = saved
-	w.Close()
+	_ = w.Close()
 	return code, <-done
 }
 
