@@ -325,8 +325,8 @@ func (c *cache) startOver() error {
 
 // tooManyPacks: every incremental fetch adds a small pack, and every object
 // lookup consults each pack's index; past this many, the next fetch starts
-// over with one shallow pack.
-const tooManyPacks = 50
+// over with one shallow pack. (A variable so a test can make it small.)
+var tooManyPacks = 50
 
 func (c *cache) packCount() int {
 	entries, _ := os.ReadDir(filepath.Join(c.gitDir, "objects", "pack"))

@@ -397,3 +397,30 @@ func TestFetchSwitchingRefsWithOneKey(t *testing.T) {
 		}
 	}
 }
+
+// Every incremental fetch adds a pack; past a limit the cache starts over
+// with one, and what it serves does not change.
+func TestFetchCompactsPacks(t *testing.T) {
+	saved := tooManyPacks
+	tooManyPacks = 3
+	defer func() { tooManyPacks = saved }()
+
+	fx := newFixture(t, t.TempDir())
+	f := &Fetcher{CacheDir: t.TempDir()}
+	c := &cache{gitDir: filepath.Join(f.CacheDir, "ns%2Fpacks", "git")}
+	maxPacks := 0
+	for i := range 8 {
+		want := fx.repo.commit("change", map[string]string{"apps/n.yaml": strings.Repeat("n", i+1) + "\n"})
+		rev, err := f.Fetch(context.Background(), "ns/packs", fx.repo.url(), Ref{}, Auth{})
+		if err != nil {
+			t.Fatalf("fetch %d: %v", i, err)
+		}
+		if rev.Commit != want || readFile(t, rev.Dir, "apps/n.yaml") != strings.Repeat("n", i+1)+"\n" || readFile(t, rev.Dir, "apps/b.yaml") != "name: b\n" {
+			t.Fatalf("fetch %d: got %s with apps/n.yaml %q", i, rev, readFile(t, rev.Dir, "apps/n.yaml"))
+		}
+		maxPacks = max(maxPacks, c.packCount())
+	}
+	if maxPacks > tooManyPacks {
+		t.Errorf("cache reached %d packs with a limit of %d", maxPacks, tooManyPacks)
+	}
+}
