@@ -18,6 +18,7 @@ func TestUnreachableServer(t *testing.T) {
 		auth Auth
 	}{
 		{"http", "http://" + addr + "/repo.git", Auth{Username: "u", Password: "secret-pw"}},
+		{"http with credentials in the url", "http://u:secret-pw@" + addr + "/repo.git", Auth{}},
 		{"ssh", "ssh://git@" + addr + "/repo.git", Auth{Identity: keyPEM, KnownHosts: knownHostsLine(addr, signer.PublicKey())}},
 	}
 	for _, tt := range tests {
