@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -278,16 +279,30 @@ func (e *Engine) applyStage(ctx context.Context, items []*item, inv Inventory, u
 	}
 	changes := make([]Change, len(items))
 	newUIDs := make([]types.UID, len(items))
+	sent := make([]string, len(items))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.concurrency)
 	for i, it := range items {
 		g.Go(func() error {
-			c, uid := e.applyOne(gctx, it, live[it.ref.ID()], inv)
-			changes[i], newUIDs[i] = c, uid
+			changes[i], newUIDs[i], sent[i] = e.applyOne(gctx, it, live[it.ref.ID()], inv)
 			return nil
 		})
 	}
 	_ = g.Wait()
+	if e.meta != nil {
+		// The next sync reads the cluster from watches: let them see these writes.
+		var objs []written
+		for i, rv := range sent {
+			if n, err := strconv.ParseUint(rv, 10, 64); err == nil {
+				key := items[i].ref.Name
+				if items[i].ref.Namespace != "" {
+					key = items[i].ref.Namespace + "/" + key
+				}
+				objs = append(objs, written{gvk: items[i].ref.GVK(), key: key, rv: n})
+			}
+		}
+		e.caughtUp(ctx, objs)
+	}
 	var failed []string
 	for i, c := range changes {
 		cs.Add(c)
@@ -315,8 +330,10 @@ func listSome(msgs []string, n int) string {
 	return fmt.Sprintf("%s; and %d more", strings.Join(msgs[:n], "; "), len(msgs)-n)
 }
 
-// applyOne decides whether an object needs sending and sends it.
-func (e *Engine) applyOne(ctx context.Context, it *item, lv *liveMeta, inv Inventory) (Change, types.UID) {
+// applyOne decides whether an object needs sending and sends it; it
+// returns the change, the object's UID and, if it was sent, the
+// resourceVersion the server answered with.
+func (e *Engine) applyOne(ctx context.Context, it *item, lv *liveMeta, inv Inventory) (Change, types.UID, string) {
 	c := Change{Ref: it.ref, Source: it.src}
 	drift := false
 	switch {
@@ -329,18 +346,18 @@ func (e *Engine) applyOne(ctx context.Context, it *item, lv *liveMeta, inv Inven
 		d, err := e.hasDrifted(ctx, it, lv)
 		if err != nil {
 			c.Action, c.Err = Failed, err.Error()
-			return c, ""
+			return c, "", ""
 		}
 		if !d {
 			c.Action = Unchanged
-			return c, lv.uid
+			return c, lv.uid, ""
 		}
 		drift = true
 	}
 	res, err := e.patchWithRetry(ctx, it)
 	if err != nil {
 		c.Action, c.Err = Failed, describe(err)
-		return c, ""
+		return c, "", ""
 	}
 	e.rememberFields(it.ref.ID(), res.fieldsHash)
 	switch {
@@ -353,7 +370,7 @@ func (e *Engine) applyOne(ctx context.Context, it *item, lv *liveMeta, inv Inven
 		c.Action = Configured
 	}
 	c.Drift = drift
-	return c, res.uid
+	return c, res.uid, res.resourceVersion
 }
 
 // hasDrifted tells whether fields homeostat applied were changed by someone

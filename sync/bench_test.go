@@ -207,6 +207,21 @@ func BenchmarkSync1000Apps(b *testing.B) {
 		}
 		noopFreshWrites := fw.n.Load()
 
+		// No-op by a watching Engine (the controller's): its first pass
+		// starts the watches, the next reads only them.
+		watching, ww := newEngineWith(b, Options{Watch: true})
+		if _, err := watching.Apply(ctx, tg, desired, cs.Inventory()); err != nil {
+			b.Fatal(err)
+		}
+		ww.reset()
+		start = time.Now()
+		cs, err = watching.Apply(ctx, tg, desired, cs.Inventory())
+		noopWatch := time.Since(start)
+		if err != nil || cs.Changed() {
+			b.Fatalf("watching no-op sync: %v\n%s", err, cs.Summary())
+		}
+		noopWatchRequests := ww.all.Load()
+
 		// A commit that changes one App.
 		changed := renderApps(b, p+"sync1-", func(i int) string {
 			if i == 7 {
@@ -244,6 +259,8 @@ func BenchmarkSync1000Apps(b *testing.B) {
 		b.ReportMetric(float64(noopWrites), "noop-writes")
 		b.ReportMetric(float64(noopFresh.Milliseconds()), "noop-fresh-ms")
 		b.ReportMetric(float64(noopFreshWrites), "noop-fresh-writes")
+		b.ReportMetric(float64(noopWatch.Milliseconds()), "noop-watch-ms")
+		b.ReportMetric(float64(noopWatchRequests), "noop-watch-requests")
 		b.ReportMetric(float64(oneApp.Milliseconds()), "one-app-ms")
 		b.ReportMetric(float64(oneAppWrites), "one-app-writes")
 		b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB")

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	gosync "sync"
@@ -9,7 +10,9 @@ import (
 	"github.com/fluxcd/pkg/ssa"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
@@ -54,6 +57,11 @@ type Options struct {
 	// HTTPClient, when set, carries every request (tests wrap its transport to
 	// count writes).
 	HTTPClient *http.Client
+	// Watch keeps the metadata of applied objects up to date from watches
+	// (one per kind, started on first use), so a sync with nothing to do
+	// sends no request at all. For long-lived Engines (the controller); a
+	// change made by hand is then seen once its watch event has arrived.
+	Watch bool
 }
 
 // Engine applies, prunes, plans and waits for one cluster. It is safe for
@@ -69,7 +77,16 @@ type Engine struct {
 
 	mu     gosync.Mutex
 	fields map[string]string // Ref.ID() -> hash of homeostat's managed fields
+
+	meta    metadata.Interface // nil unless Options.Watch
+	life    context.Context    // ends the watches; see Close
+	stop    context.CancelFunc
+	wmu     gosync.Mutex
+	watches map[schema.GroupVersionKind]*kindWatch
 }
+
+// Close stops the Engine's watches.
+func (e *Engine) Close() { e.stop() }
 
 // New connects an Engine to the cluster cfg reaches. Client-side rate
 // limiting is lifted: applying thousands of objects is bound by the API
@@ -109,7 +126,15 @@ func New(cfg *rest.Config, opts Options) (*Engine, error) {
 	}
 	poller := polling.NewStatusPoller(c, mapper, polling.Options{})
 	rm := ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: "homeostat.dev"})
-	return &Engine{client: c, rest: rc, mapper: mapper, rm: rm, concurrency: opts.Concurrency, fields: map[string]string{}}, nil
+	e := &Engine{client: c, rest: rc, mapper: mapper, rm: rm, concurrency: opts.Concurrency, fields: map[string]string{},
+		watches: map[schema.GroupVersionKind]*kindWatch{}}
+	e.life, e.stop = context.WithCancel(context.Background())
+	if opts.Watch {
+		if e.meta, err = metadata.NewForConfigAndClient(cfg, httpClient); err != nil {
+			return nil, fmt.Errorf("metadata client for %s: %w", cfg.Host, err)
+		}
+	}
+	return e, nil
 }
 
 // Client is the controller-runtime client the Engine uses.

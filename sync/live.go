@@ -35,29 +35,42 @@ func (e *Engine) listLive(ctx context.Context, items []*item) (map[string]*liveM
 	sel := items[0].obj.GetLabels()
 	match := client.MatchingLabels{LabelSync: sel[LabelSync], LabelSyncNamespace: sel[LabelSyncNamespace]}
 	kinds := map[schema.GroupVersionKind]map[string]bool{}
+	sample := map[schema.GroupVersionKind]*item{}
 	for _, it := range items {
 		if kinds[it.ref.GVK()] == nil {
 			kinds[it.ref.GVK()] = map[string]bool{}
+			sample[it.ref.GVK()] = it
 		}
 		kinds[it.ref.GVK()][it.ref.Namespace] = true
 	}
-	// One list per kind, all kinds at once.
+	// One list per kind, all kinds at once; none when the Engine watches.
 	var mu gosync.Mutex
 	out := map[string]*liveMeta{}
+	add := func(gvk schema.GroupVersionKind, entries []*liveEntry) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, le := range entries {
+			ref := Ref{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: le.namespace, Name: le.name}
+			out[ref.ID()] = le.meta
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for gvk, namespaces := range kinds {
 		g.Go(func() error {
+			if w, ok := e.watchFor(gctx, sample[gvk]); ok {
+				add(gvk, w.fromCache(sel))
+				return nil
+			}
 			items, err := e.listKind(gctx, gvk, namespaces, match)
 			if err != nil {
 				return err
 			}
-			mu.Lock()
-			defer mu.Unlock()
+			entries := make([]*liveEntry, 0, len(items))
 			for i := range items {
 				o := &items[i]
-				ref := Ref{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: o.Namespace, Name: o.Name}
-				out[ref.ID()] = metaOf(o)
+				entries = append(entries, &liveEntry{namespace: o.Namespace, name: o.Name, meta: metaOf(o)})
 			}
+			add(gvk, entries)
 			return nil
 		})
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
@@ -42,11 +43,13 @@ func TestMain(m *testing.M) {
 type writeCounter struct {
 	mu    gosync.Mutex
 	n     atomic.Int64
+	all   atomic.Int64 // every request, reads and watches included
 	paths []string
 }
 
 func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		w.all.Add(1)
 		if r.Method != http.MethodGet && !strings.Contains(r.URL.RawQuery, "dryRun=") {
 			w.n.Add(1)
 			w.mu.Lock()
@@ -59,6 +62,7 @@ func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 
 func (w *writeCounter) reset() {
 	w.n.Store(0)
+	w.all.Store(0)
 	w.mu.Lock()
 	w.paths = nil
 	w.mu.Unlock()
@@ -70,25 +74,39 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 
 // newEngine returns an Engine whose write requests are counted.
 func newEngine(t testing.TB) (*Engine, *writeCounter) {
+	return newEngineWith(t, Options{})
+}
+
+func newEngineWith(t testing.TB, opts Options) (*Engine, *writeCounter) {
 	t.Helper()
 	w := &writeCounter{}
 	cfg := rest.CopyConfig(env.Config)
 	cfg.Wrap(w.wrap)
-	e, err := New(cfg, Options{})
+	e, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(e.Close)
 	return e, w
 }
 
-// namespace creates a fresh namespace for one test.
+// namespace creates a fresh namespace for one test (suffixed when a test
+// runs again under -count).
 func namespace(t testing.TB, name string) string {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	if err := env.Client.Create(context.Background(), ns); err != nil {
-		t.Fatal(err)
+	for i := 0; ; i++ {
+		n := name
+		if i > 0 {
+			n = fmt.Sprintf("%s-%d", name, i)
+		}
+		err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}})
+		if err == nil {
+			return n
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
 	}
-	return name
 }
 
 // configMap builds a rendered ConfigMap.

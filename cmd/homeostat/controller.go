@@ -117,7 +117,7 @@ func runController(ctx context.Context, f controllerFlags) error {
 
 // setupSync adds the Sync reconciler.
 func setupSync(mgr ctrl.Manager, f controllerFlags) error {
-	eng, err := hsync.New(mgr.GetConfig(), hsync.Options{})
+	eng, err := hsync.New(mgr.GetConfig(), hsync.Options{Watch: true})
 	if err != nil {
 		return err
 	}
