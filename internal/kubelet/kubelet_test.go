@@ -28,7 +28,12 @@ func start(t *testing.T) (*Kubelet, string) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	k, err := Start(env.Client, Options{Binary: fakeHomeostat, HomeostatImage: image, Dir: dir, Logf: t.Logf})
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := Start(env.Client, Options{Binary: fakeHomeostat, HomeostatImage: image, Dir: dir, Logf: t.Logf,
+		Env: []string{"KUBELET_TEST_BINARY=" + self}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,8 +201,7 @@ func TestServiceProxyFollowsThePodLabels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// http.server lists the working directory: each pod has its own, named
-	// after it, with nothing in it; tell the pods apart by port instead.
+	// Both pods serve the same empty listing; tell them apart by port.
 	backendOf := func() string {
 		for _, name := range []string{"a", "b"} {
 			if pa, _ := k.Resolve(context.Background(), ns, name); pa != "" {

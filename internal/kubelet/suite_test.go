@@ -2,6 +2,7 @@ package kubelet
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,11 +24,17 @@ copy-self) cp "$0" "$1" ;;
 sleep) exec sleep "$1" ;;
 exit) exit "$1" ;;
 env) printf '%s' "$GREETING" > "$1" ;;
-serve) exec python3 -m http.server --bind 127.0.0.1 "$2" ;;
+serve) FAKE_SERVE_PORT="$2" exec "$KUBELET_TEST_BINARY" ;;
 esac
 `
 
 func TestMain(m *testing.M) {
+	// The fake binary's "serve" runs this test binary as a small HTTP
+	// server, so the tests need nothing beyond /bin/sh.
+	if port := os.Getenv("FAKE_SERVE_PORT"); port != "" {
+		fmt.Fprintln(os.Stderr, http.ListenAndServe("127.0.0.1:"+port, http.FileServer(http.Dir("."))))
+		os.Exit(1)
+	}
 	dir, err := os.MkdirTemp("", "kubelet-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
