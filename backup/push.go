@@ -101,7 +101,7 @@ func Push(ctx context.Context, s Store, opts PushOptions) (*Manifest, error) {
 	}
 
 	parts := newPartUploader(ctx, s, backupPrefix(m.ID), opts.PartSize)
-	enc, err := zstd.NewWriter(parts, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	enc, err := zstd.NewWriter(parts, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		return nil, err
 	}
