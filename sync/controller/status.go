@@ -24,10 +24,13 @@ func ApplyStatus(s *v1alpha1.Sync, o Outcome) {
 	}
 	apimeta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionReconciling)
 	if o.Err == nil {
+		// The message names the revision only, so a sync that changed
+		// nothing leaves the status as it was (and writes nothing); the
+		// counts are in the Snapshot and the event.
 		st.LastAppliedRevision = o.Revision.Name
 		apimeta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionStalled)
 		setCondition(s, v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonSucceeded,
-			fmt.Sprintf("Applied revision %s: %s", o.Revision.Name, o.Changes.Summary()))
+			fmt.Sprintf("Applied revision %s", o.Revision.Name))
 		return
 	}
 	setCondition(s, v1alpha1.ConditionReady, metav1.ConditionFalse, o.Reason, o.Err.Error())

@@ -123,11 +123,13 @@ func appYAML(name, ns, image string) string {
 type writeCounter struct {
 	mu    gosync.Mutex
 	n     atomic.Int64
+	all   atomic.Int64 // every request to the API server, reads included
 	paths []string
 }
 
 func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		w.all.Add(1)
 		if r.Method != http.MethodGet && !strings.Contains(r.URL.RawQuery, "dryRun=") {
 			w.n.Add(1)
 			w.mu.Lock()

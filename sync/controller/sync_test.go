@@ -6,6 +6,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -106,14 +107,16 @@ func TestNoOpSyncWritesNothing(t *testing.T) {
 		"config/a.yaml": configMapYAML("a", "1"),
 	})
 	mustSucceed(t, f.run(TriggerManual))
+	mustSucceed(t, f.run(TriggerInterval))
+	before := *f.sync.Status.DeepCopy()
 	f.writes.reset()
 	o := f.run(TriggerInterval)
 	mustSucceed(t, o)
 	if o.Changes.Changed() || o.Snapshot != "" {
 		t.Fatalf("no-op sync changed something: %s (snapshot %q)", o.Changes, o.Snapshot)
 	}
-	// The status patch of an unchanged status is empty; count only writes
-	// other than that one.
+	// run patches the status like the CLI; an unchanged status patch is an
+	// empty "{}", the one request allowed here. Nothing else may write.
 	var others []string
 	for _, p := range f.writes.paths {
 		if p != "PATCH /apis/homeostat.dev/v1alpha1/namespaces/"+f.ns+"/syncs/apps/status" {
@@ -122,6 +125,9 @@ func TestNoOpSyncWritesNothing(t *testing.T) {
 	}
 	if len(others) != 0 {
 		t.Fatalf("a no-op sync wrote: %v", others)
+	}
+	if !apiequality.Semantic.DeepEqual(before, f.sync.Status) {
+		t.Fatalf("a no-op sync changed the status:\nbefore %+v\nafter  %+v", before, f.sync.Status)
 	}
 }
 
