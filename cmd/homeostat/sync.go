@@ -41,11 +41,17 @@ func syncScheme() *runtime.Scheme {
 // kubeClients connects to the cluster: a client for homeostat's own kinds
 // and the sync Engine.
 func kubeClients() (client.Client, *hsync.Engine, error) {
+	return kubeClientsWith(hsync.Options{})
+}
+
+// kubeClientsWith is kubeClients with Engine options (a long-running
+// `homeostat sync` watches).
+func kubeClientsWith(opts hsync.Options) (client.Client, *hsync.Engine, error) {
 	cfg, err := restConfig()
 	if err != nil {
 		return nil, nil, fmt.Errorf("kubeconfig: %w", err)
 	}
-	eng, err := hsync.New(cfg, hsync.Options{})
+	eng, err := hsync.New(cfg, opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -111,10 +117,11 @@ it syncs again every --interval until interrupted.
 }
 
 func runSync(ctx context.Context, cmd *cobra.Command, f syncFlags) error {
-	c, eng, err := kubeClients()
+	c, eng, err := kubeClientsWith(hsync.Options{Watch: !f.once})
 	if err != nil {
 		return withCode(exitFailure, err)
 	}
+	defer eng.Close()
 	if f.name == "" {
 		f.name = nameFromURL(f.repo)
 	}
