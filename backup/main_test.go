@@ -42,7 +42,12 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "backup tests:", err)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	// The benchmarks' shared server lives as long as the test binary.
+	if bench.srv != nil {
+		_ = bench.srv.Close()
+	}
+	return code
 }
 
 // archivingServer starts a PostgreSQL server whose archive_command pushes WAL
