@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -135,9 +136,14 @@ func setupSync(mgr ctrl.Manager, f controllerFlags) error {
 
 // setupWebhook serves the push receiver as a manager runnable.
 func setupWebhook(mgr ctrl.Manager, f controllerFlags, log logr.Logger) error {
-	secret, err := webhookSecret(f.webhookSecretFile)
+	secret, ok, err := webhookSecret(f.webhookSecretFile)
 	if err != nil {
 		return err
+	}
+	if !ok {
+		log.Info("push webhook receiver disabled: no secret configured; create it and restart to enable",
+			"secretFile", f.webhookSecretFile)
+		return nil
 	}
 	rc := &webhook.Receiver{Secret: secret, Log: log.WithName("webhook"),
 		Handlers: []webhook.Handler{synccontroller.PushTrigger{Client: mgr.GetClient()}}}
@@ -176,12 +182,18 @@ var _ manager.LeaderElectionRunnable = everyReplica(nil)
 
 // webhookSecret reads the secret from a file, else the environment. An
 // empty secret is refused: an open receiver would let anyone trigger syncs.
-func webhookSecret(file string) ([]byte, error) {
+// A named file that does not exist means no secret was configured (the
+// deploy base mounts the homeostat-webhook Secret optionally): ok is false
+// and the receiver stays off rather than the controller failing to start.
+func webhookSecret(file string) (secret []byte, ok bool, err error) {
 	var s string
 	if file != "" {
 		b, err := os.ReadFile(file)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, false, nil
+		}
 		if err != nil {
-			return nil, fmt.Errorf("webhook secret: %w", err)
+			return nil, false, fmt.Errorf("webhook secret: %w", err)
 		}
 		s = string(b)
 	} else {
@@ -189,7 +201,7 @@ func webhookSecret(file string) ([]byte, error) {
 	}
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return nil, errors.New("webhook receiver needs a secret: --webhook-secret-file or $HOMEOSTAT_WEBHOOK_SECRET (or --webhook-addr= to disable it)")
+		return nil, false, errors.New("webhook receiver needs a secret: --webhook-secret-file or $HOMEOSTAT_WEBHOOK_SECRET (or --webhook-addr= to disable it)")
 	}
-	return []byte(s), nil
+	return []byte(s), true, nil
 }
