@@ -2,6 +2,7 @@ package render
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -30,7 +31,7 @@ func decodeStrict(d *document, into interface{}) (problems []Problem, ok bool) {
 		// checkValue has already ruled out what it can; this is a backstop
 		// for what only the target type knows.
 		var te *json.UnmarshalTypeError
-		if ok := asTypeError(err, &te); ok {
+		if errors.As(err, &te) {
 			p := field(strings.Split(te.Field, ".")...)
 			return append(r.problems, d.problem(p, "cannot use a JSON %s as %s", te.Value, te.Type)), false
 		}
@@ -49,14 +50,6 @@ type strictResult struct {
 func (r *strictResult) typeError(p Problem) {
 	r.problems = append(r.problems, p)
 	r.typeErrors = true
-}
-
-func asTypeError(err error, te **json.UnmarshalTypeError) bool {
-	t, ok := err.(*json.UnmarshalTypeError)
-	if ok {
-		*te = t
-	}
-	return ok
 }
 
 var unmarshalerType = reflect.TypeOf((*json.Unmarshaler)(nil)).Elem()

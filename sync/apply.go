@@ -532,7 +532,7 @@ func describe(err error) string {
 func ownFieldsHash(mf []metav1.ManagedFieldsEntry) string {
 	for _, m := range mf {
 		if m.Manager == FieldManager && m.Operation == metav1.ManagedFieldsOperationApply && m.Subresource == "" && m.FieldsV1 != nil {
-			sum := sha256.Sum256(m.FieldsV1.Raw)
+			sum := sha256.Sum256(m.FieldsV1.GetRawBytes())
 			return hex.EncodeToString(sum[:8])
 		}
 	}

@@ -53,7 +53,7 @@ func TestChangeSetPrints(t *testing.T) {
 	if len(inv) != 4 || inv.Contains(Ref{Kind: "ConfigMap", Namespace: "shop", Name: "old"}) {
 		t.Fatalf("inventory must leave out pruned and failed objects: %v", inv)
 	}
-	if got := Inventory(inv).Minus(Inventory{{Kind: "Namespace", Name: "shop"}}); len(got) != 3 {
+	if got := inv.Minus(Inventory{{Kind: "Namespace", Name: "shop"}}); len(got) != 3 {
 		t.Fatalf("Minus: %v", got)
 	}
 }

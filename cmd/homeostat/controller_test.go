@@ -54,14 +54,16 @@ func TestControllerSyncsOnCreateAndOnWebhook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer env.Stop()
+	defer func() { _ = env.Stop() }()
 	ctx := context.Background()
 	repo := newCLIRepo(t)
 	repo.write(map[string]string{"a.yaml": cm("a", "1")})
 	repo.commit("v1")
 
 	secretFile := t.TempDir() + "/secret"
-	os.WriteFile(secretFile, []byte("s3cret\n"), 0o600)
+	if err := os.WriteFile(secretFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	metrics, health, hook := freePort(t), freePort(t), freePort(t)
 	_, out := startHomeostat(t, "controller", "--kubeconfig", env.Kubeconfig, "--metrics-addr", metrics,
 		"--health-addr", health, "--webhook-addr", hook, "--webhook-secret-file", secretFile, "--cache-dir", t.TempDir())

@@ -46,7 +46,8 @@ func copySelf(dest string) error {
 		return fmt.Errorf("copy-self: %w", err)
 	}
 	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
+		_ = out.Close()
+		_ = os.Remove(tmp)
 		return fmt.Errorf("copy-self to %s: %w", dest, err)
 	}
 	if err := out.Close(); err != nil {

@@ -75,7 +75,7 @@ func TestSyncDiffAndSnapshotsCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer env.Stop()
+	defer func() { _ = env.Stop() }()
 	ctx := context.Background()
 	repo := newCLIRepo(t)
 	cache := t.TempDir()
@@ -124,7 +124,9 @@ func TestSyncDiffAndSnapshotsCommands(t *testing.T) {
 		t.Fatalf("markdown diff: exit %d\n%s", code, md)
 	}
 	bad := t.TempDir()
-	os.WriteFile(filepath.Join(bad, "broken.yaml"), []byte("kind: [\n"), 0o644)
+	if err := os.WriteFile(filepath.Join(bad, "broken.yaml"), []byte("kind: [\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, errOut, code := run("diff", bad); code != 2 || !strings.Contains(errOut, "broken.yaml") {
 		t.Fatalf("diff of a bad tree: exit %d, want 2\n%s", code, errOut)
 	}

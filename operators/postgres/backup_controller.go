@@ -163,7 +163,7 @@ func (r *BackupReconciler) complete(ctx context.Context, pg *v1alpha1.Postgres, 
 // second: the Job starts after the Backup's StartedAt was taken).
 func manifestAfter(ms []backup.Manifest, t *metav1.Time) *backup.Manifest {
 	for i := range ms {
-		if t == nil || !ms[i].StartTime.Before(t.Time.Truncate(time.Second)) {
+		if t == nil || !ms[i].StartTime.Before(t.Truncate(time.Second)) {
 			return &ms[i]
 		}
 	}

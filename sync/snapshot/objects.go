@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -61,9 +62,9 @@ func Encode(objs []render.Object) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encode %s %s: %w", u.GetKind(), u.GetName(), err)
 		}
-		zw.Write([]byte("---\n"))
-		zw.Write(b)
-		zw.Write([]byte("\n"))
+		if _, err := zw.Write(slices.Concat([]byte("---\n"), b, []byte("\n"))); err != nil {
+			return nil, fmt.Errorf("compress %s %s: %w", u.GetKind(), u.GetName(), err)
+		}
 	}
 	if err := zw.Close(); err != nil {
 		return nil, err
