@@ -7,6 +7,7 @@ import (
 	gosync "sync"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
+	"github.com/fluxcd/cli-utils/pkg/kstatus/polling/engine"
 	"github.com/fluxcd/pkg/ssa"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -124,7 +125,9 @@ func New(cfg *rest.Config, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rest client for %s: %w", cfg.Host, err)
 	}
-	poller := polling.NewStatusPoller(c, mapper, polling.Options{})
+	poller := polling.NewStatusPoller(c, mapper, polling.Options{
+		CustomStatusReaders: []engine.StatusReader{newOperatorStatusReader(mapper)},
+	})
 	rm := ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: "homeostat.dev"})
 	e := &Engine{client: c, rest: rc, mapper: mapper, rm: rm, concurrency: opts.Concurrency, fields: map[string]string{},
 		watches: map[schema.GroupVersionKind]*kindWatch{}}

@@ -15,9 +15,10 @@ import (
 )
 
 // Wait waits up to timeout until every object of refs is healthy as kstatus
-// understands it (Deployments available, Jobs complete, custom resources
-// Ready). On timeout it returns the objects that were not healthy, each with
-// its status, and an error.
+// understands it (Deployments available, Jobs complete), and homeostat's
+// operator kinds Ready for the generation applied (see operatorStatus). On
+// timeout it returns the objects that were not healthy, each with its
+// status, and an error.
 func (e *Engine) Wait(ctx context.Context, refs Inventory, timeout time.Duration) ([]Change, error) {
 	set := make(object.ObjMetadataSet, 0, len(refs))
 	for _, r := range refs {
@@ -34,7 +35,7 @@ func (e *Engine) Wait(ctx context.Context, refs Inventory, timeout time.Duration
 	return unhealthy, fmt.Errorf("%d object(s) not healthy after %s: %s", len(unhealthy), timeout, unhealthy[0])
 }
 
-// health lists the objects of refs that kstatus does not call Current.
+// health lists the objects of refs that computeStatus does not call Current.
 func (e *Engine) health(ctx context.Context, refs Inventory) []Change {
 	var out []Change
 	for _, r := range refs {
@@ -46,7 +47,7 @@ func (e *Engine) health(ctx context.Context, refs Inventory) []Change {
 			}
 			continue
 		}
-		res, err := status.Compute(u)
+		res, err := computeStatus(u)
 		if err != nil {
 			out = append(out, Change{Ref: r, Action: Failed, Err: err.Error()})
 			continue
