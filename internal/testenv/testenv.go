@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"testing"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -156,4 +157,21 @@ func (e *Env) writeKubeconfig() (string, error) {
 	}
 	p := filepath.Join(dir, "kubeconfig")
 	return p, os.WriteFile(p, data, 0o600)
+}
+
+// Main is the body of a package's TestMain: it starts the API server the
+// package's tests share, stores it in *env, runs the tests, stops the server
+// and exits with the tests' code.
+func Main(m *testing.M, env **Env) {
+	e, err := Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "these tests need a real API server:", err)
+		os.Exit(1)
+	}
+	*env = e
+	code := m.Run()
+	if err := e.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stop the test API server:", err)
+	}
+	os.Exit(code)
 }

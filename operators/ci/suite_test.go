@@ -35,17 +35,7 @@ var clockSkew atomic.Int64
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()})))
-	var err error
-	env, err = testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start the test API server:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stop the test API server:", err)
-	}
-	os.Exit(code)
+	testenv.Main(m, &env)
 }
 
 // controllers are a running manager with both CI controllers.

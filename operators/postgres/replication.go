@@ -2,11 +2,11 @@ package postgres
 
 import (
 	"fmt"
-
-	"homeostat.dev/homeostat/operators/instance"
 	"sort"
-	"strconv"
 	"strings"
+
+	"homeostat.dev/homeostat/backup"
+	"homeostat.dev/homeostat/operators/instance"
 )
 
 // SynchronousStandbyNames is the synchronous_standby_names value for a
@@ -36,19 +36,8 @@ type LSN uint64
 
 // ParseLSN reads the "X/Y" text form PostgreSQL prints.
 func ParseLSN(s string) (LSN, error) {
-	hi, lo, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, fmt.Errorf("lsn %q: want X/Y", s)
-	}
-	h, err := strconv.ParseUint(hi, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("lsn %q: %w", s, err)
-	}
-	l, err := strconv.ParseUint(lo, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("lsn %q: %w", s, err)
-	}
-	return LSN(h<<32 | l), nil
+	v, err := backup.ParseLSN(s)
+	return LSN(v), err
 }
 
 // String prints the "X/Y" form.

@@ -37,15 +37,7 @@ var env *testenv.Env
 
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(logr.Discard())
-	var err error
-	env, err = testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "sync/controller tests need a real API server:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = env.Stop()
-	os.Exit(code)
+	testenv.Main(m, &env)
 }
 
 // gitRepo is a real repository on disk; its git directory is laid out like

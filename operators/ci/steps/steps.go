@@ -14,29 +14,14 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"homeostat.dev/homeostat/render"
 )
 
-// Problem is one reason a steps file cannot be used, with the same shape and
-// FILE:LINE: form as the renderer's problems so editors and CI annotations
-// read both.
-type Problem struct {
-	File    string `json:"file"`
-	Line    int    `json:"line,omitempty"`
-	Field   string `json:"field,omitempty"`
-	Message string `json:"message"`
-}
-
-// Error formats the problem as FILE:LINE: field: message.
-func (p Problem) Error() string {
-	loc := p.File
-	if p.Line > 0 {
-		loc = fmt.Sprintf("%s:%d", p.File, p.Line)
-	}
-	if p.Field != "" {
-		return fmt.Sprintf("%s: %s: %s", loc, p.Field, p.Message)
-	}
-	return fmt.Sprintf("%s: %s", loc, p.Message)
-}
+// Problem is one reason a steps file cannot be used: the renderer's type,
+// so a steps file's problems print in the same FILE:LINE: form that editors
+// and CI annotations read.
+type Problem = render.Problem
 
 // DefaultFile is where the steps file is looked for when a Pipeline names none.
 const DefaultFile = ".homeostat-ci.yaml"
