@@ -21,6 +21,10 @@ const (
 // writes: a backup folder without it is an interrupted upload and is ignored.
 type Manifest struct {
 	ID string `json:"id"`
+	// Label names who asked for the backup (the operator writes its Backup
+	// object's namespace/name), so a backup is found by what requested it
+	// rather than guessed from start times when two run at once.
+	Label string `json:"label,omitempty"`
 	// StartLSN and StopLSN bound the WAL needed to make the backup consistent.
 	StartLSN string `json:"startLSN"`
 	StopLSN  string `json:"stopLSN"`

@@ -45,7 +45,9 @@ type PushOptions struct {
 	// MaxRate limits how fast the server sends (pg_basebackup --max-rate,
 	// e.g. "50M"), sparing the primary's disks; empty means no limit.
 	MaxRate string
-	Log     *slog.Logger
+	// Label is recorded in the manifest (Manifest.Label).
+	Label string
+	Log   *slog.Logger
 }
 
 // Push takes a base backup of a running server with pg_basebackup and streams
@@ -62,7 +64,7 @@ func Push(ctx context.Context, s Store, opts PushOptions) (*Manifest, error) {
 	if opts.PartSize <= 0 {
 		opts.PartSize = DefaultPartSize
 	}
-	m := &Manifest{ID: time.Now().UTC().Format("20060102T150405.000Z"), Compression: "zstd", StartTime: time.Now().UTC()}
+	m := &Manifest{ID: time.Now().UTC().Format("20060102T150405.000Z"), Label: opts.Label, Compression: "zstd", StartTime: time.Now().UTC()}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 

@@ -45,7 +45,7 @@ func TestPushWhileWritingThenPointInTimeRestore(t *testing.T) {
 	}()
 	waitFor(t, 30*time.Second, "writes before the backup", func() bool { return written.Load() > 100 })
 	// Small parts: several upload at once and must still restore in order.
-	m, err := backup.Push(ctx, store, backup.PushOptions{Host: srv.SocketDir, Port: srv.Port, User: pgtest.Superuser, PartSize: 128 << 10})
+	m, err := backup.Push(ctx, store, backup.PushOptions{Host: srv.SocketDir, Port: srv.Port, User: pgtest.Superuser, PartSize: 128 << 10, Label: "pitr/nightly"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,6 +55,9 @@ func TestPushWhileWritingThenPointInTimeRestore(t *testing.T) {
 	wg.Wait()
 	if m.StartLSN == "" || m.StopLSN == "" || m.Timeline != 1 || m.PGVersion == "" || len(m.Parts) < 5 || m.Parts[0].SHA256 == "" {
 		t.Fatalf("incomplete manifest: %+v", m)
+	}
+	if listed, _, err := backup.List(ctx, store); err != nil || len(listed) != 1 || listed[0].Label != "pitr/nightly" {
+		t.Fatalf("the stored manifest must carry the label: %+v (%v)", listed, err)
 	}
 
 	exec1(t, db, "INSERT INTO marks VALUES ('before')")

@@ -114,7 +114,7 @@ func newBackupCommand() *cobra.Command {
 }
 
 func newBackupPushCommand(s3 *s3Flags) *cobra.Command {
-	var pgdata, host, user, maxRate string
+	var pgdata, host, user, maxRate, label string
 	var port, keep int
 	var partSize int64
 	cmd := &cobra.Command{
@@ -141,7 +141,7 @@ func newBackupPushCommand(s3 *s3Flags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, err := backup.Push(cmd.Context(), store, backup.PushOptions{Host: host, Port: port, User: user, PartSize: partSize, MaxRate: maxRate})
+			m, err := backup.Push(cmd.Context(), store, backup.PushOptions{Host: host, Port: port, User: user, PartSize: partSize, MaxRate: maxRate, Label: label})
 			if err != nil {
 				return err
 			}
@@ -162,6 +162,7 @@ func newBackupPushCommand(s3 *s3Flags) *cobra.Command {
 	cmd.Flags().Int64Var(&partSize, "part-size", backup.DefaultPartSize, "compressed bytes per part object")
 	cmd.Flags().StringVar(&maxRate, "max-rate", "", "limit the transfer rate from the server (pg_basebackup --max-rate, e.g. 50M)")
 	cmd.Flags().IntVar(&keep, "keep", 0, "after a successful push, keep only the newest N backups (0: keep all)")
+	cmd.Flags().StringVar(&label, "label", "", "a name recorded in the manifest, to find this backup by (the operator passes its Backup's namespace/name)")
 	return cmd
 }
 
