@@ -129,9 +129,9 @@ func primaryReady(pg *v1alpha1.Postgres) bool {
 	return false
 }
 
-// complete reads the manifest the push wrote (the first complete backup that
-// started after this Backup did) into status, then keeps only the newest
-// spec.backup.keep completed Backup objects, as the push kept in the store.
+// complete reads the manifest the push wrote (manifestOf) into status, then
+// keeps only the newest spec.backup.keep completed Backup objects, as the
+// push kept in the store.
 func (r *BackupReconciler) complete(ctx context.Context, pg *v1alpha1.Postgres, b *v1alpha1.Backup) error {
 	cfg, err := StoreConfig(ctx, r.Client, pg.Namespace, &pg.Spec.Backup.S3)
 	if err != nil {
@@ -145,9 +145,9 @@ func (r *BackupReconciler) complete(ctx context.Context, pg *v1alpha1.Postgres, 
 	if err != nil {
 		return fmt.Errorf("list backups in %s: %w", cfg, err)
 	}
-	m := manifestAfter(manifests, b.Status.StartedAt)
+	m := manifestOf(manifests, b)
 	if m == nil {
-		return reconcile.TerminalError(fmt.Errorf("backup job %s succeeded but %s has no backup started after %s", BackupJobName(b.Name), cfg, b.Status.StartedAt))
+		return reconcile.TerminalError(fmt.Errorf("backup job %s succeeded but %s has no backup labelled %s started after %s", BackupJobName(b.Name), cfg, BackupLabel(b), b.Status.StartedAt))
 	}
 	b.Status.Phase, b.Status.BackupID = v1alpha1.BackupCompleted, m.ID
 	b.Status.StartedAt, b.Status.StoppedAt = ptrTime(m.StartTime), ptrTime(m.StopTime)
@@ -159,12 +159,25 @@ func (r *BackupReconciler) complete(ctx context.Context, pg *v1alpha1.Postgres, 
 	return r.retain(ctx, pg, b)
 }
 
-// manifestAfter is the oldest backup that started no earlier than t (to the
-// second: the Job starts after the Backup's StartedAt was taken).
-func manifestAfter(ms []backup.Manifest, t *metav1.Time) *backup.Manifest {
-	for i := range ms {
-		if t == nil || !ms[i].StartTime.Before(t.Truncate(time.Second)) {
-			return &ms[i]
+// BackupLabel is what a Backup's push Job records in its manifest
+// (backup push --label), so the Backup finds its own backup in the store.
+func BackupLabel(b *v1alpha1.Backup) string { return b.Namespace + "/" + b.Name }
+
+// manifestOf is the backup b's Job pushed: the oldest labelled for b that
+// started no earlier than b did (a Backup deleted and created again under
+// the same name labels its pushes alike). A store written by a homeostat
+// that did not label falls back to the oldest unlabelled backup started
+// since, to the second: the Job starts after b's StartedAt was taken.
+func manifestOf(ms []backup.Manifest, b *v1alpha1.Backup) *backup.Manifest {
+	since := func(m *backup.Manifest) bool {
+		t := b.Status.StartedAt
+		return t == nil || !m.StartTime.Before(t.Truncate(time.Second))
+	}
+	for _, label := range []string{BackupLabel(b), ""} {
+		for i := range ms {
+			if ms[i].Label == label && since(&ms[i]) {
+				return &ms[i]
+			}
 		}
 	}
 	return nil
