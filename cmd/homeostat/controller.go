@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -64,7 +65,7 @@ the pushed repository at once. Metrics are served for Prometheus on
 	fl.StringVar(&f.metricsAddr, "metrics-addr", ":8080", "address of the Prometheus metrics endpoint (0 disables)")
 	fl.StringVar(&f.probeAddr, "health-addr", ":8081", "address of the /healthz and /readyz probes")
 	fl.StringVar(&f.webhookAddr, "webhook-addr", ":9292", "address of the push webhook receiver (empty disables)")
-	fl.StringVar(&f.webhookSecretFile, "webhook-secret-file", "", "file holding the webhook secret (default: $HOMEOSTAT_WEBHOOK_SECRET)")
+	fl.StringVar(&f.webhookSecretFile, "webhook-secret-file", "", "file holding the webhook secret, read on every push so it may be created or rotated while running (default: $HOMEOSTAT_WEBHOOK_SECRET)")
 	fl.StringVar(&f.cacheDir, "cache-dir", "/tmp/homeostat/git", "where fetched repositories are cached")
 	fl.BoolVar(&f.leaderElect, "leader-elect", false, "elect a leader so that only one replica acts")
 	fl.StringVar(&f.leaderNamespace, "leader-election-namespace", "", "namespace of the leader lease (default: the pod's namespace)")
@@ -136,16 +137,14 @@ func setupSync(mgr ctrl.Manager, f controllerFlags) error {
 
 // setupWebhook serves the push receiver as a manager runnable.
 func setupWebhook(mgr ctrl.Manager, f controllerFlags, log logr.Logger) error {
-	secret, ok, err := webhookSecret(f.webhookSecretFile)
+	secret, err := webhookSecret(f.webhookSecretFile)
 	if err != nil {
 		return err
 	}
-	if !ok {
-		log.Info("push webhook receiver disabled: no secret configured; create it and restart to enable",
-			"secretFile", f.webhookSecretFile)
-		return nil
+	if len(secret()) == 0 {
+		log.Info("push webhook receiver refuses every push until its secret exists", "secretFile", f.webhookSecretFile)
 	}
-	rc := &webhook.Receiver{Secret: secret, Log: log.WithName("webhook"),
+	rc := &webhook.Receiver{SecretFunc: secret, Log: log.WithName("webhook"),
 		Handlers: []webhook.Handler{synccontroller.PushTrigger{Client: mgr.GetClient()}}}
 	for _, h := range pushHandlers {
 		rc.Handlers = append(rc.Handlers, h(mgr))
@@ -180,28 +179,31 @@ func (everyReplica) NeedLeaderElection() bool { return false }
 
 var _ manager.LeaderElectionRunnable = everyReplica(nil)
 
-// webhookSecret reads the secret from a file, else the environment. An
-// empty secret is refused: an open receiver would let anyone trigger syncs.
-// A named file that does not exist means no secret was configured (the
-// deploy base mounts the homeostat-webhook Secret optionally): ok is false
-// and the receiver stays off rather than the controller failing to start.
-func webhookSecret(file string) (secret []byte, ok bool, err error) {
-	var s string
+// webhookSecret says where the receiver gets its secret. A file is read on
+// every request: the deploy base mounts the homeostat-webhook Secret
+// optionally, and the kubelet updates the file when the Secret is created or
+// rotated, so that takes effect without a restart; while the file is
+// missing or empty every push is refused. Without a file the environment is
+// read once, and an empty secret is refused at start: an open receiver would
+// let anyone trigger syncs.
+func webhookSecret(file string) (func() []byte, error) {
 	if file != "" {
-		b, err := os.ReadFile(file)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, false, nil
+		if _, err := readSecretFile(file); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("webhook secret: %w", err)
 		}
-		if err != nil {
-			return nil, false, fmt.Errorf("webhook secret: %w", err)
-		}
-		s = string(b)
-	} else {
-		s = os.Getenv("HOMEOSTAT_WEBHOOK_SECRET")
+		return func() []byte {
+			b, _ := readSecretFile(file)
+			return b
+		}, nil
 	}
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, false, errors.New("webhook receiver needs a secret: --webhook-secret-file or $HOMEOSTAT_WEBHOOK_SECRET (or --webhook-addr= to disable it)")
+	s := []byte(strings.TrimSpace(os.Getenv("HOMEOSTAT_WEBHOOK_SECRET")))
+	if len(s) == 0 {
+		return nil, errors.New("webhook receiver needs a secret: --webhook-secret-file or $HOMEOSTAT_WEBHOOK_SECRET (or --webhook-addr= to disable it)")
 	}
-	return []byte(s), true, nil
+	return func() []byte { return s }, nil
+}
+
+func readSecretFile(file string) ([]byte, error) {
+	b, err := os.ReadFile(file)
+	return bytes.TrimSpace(b), err
 }

@@ -7,49 +7,42 @@ import (
 	"testing"
 )
 
-// TestWebhookSecret covers the three outcomes of reading the secret: on,
-// off (nothing configured) and refused (configured but unusable).
+// TestWebhookSecret: a file is followed as it appears, changes and goes; the
+// environment is read once; nothing at all is refused at start.
 func TestWebhookSecret(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
+	file := filepath.Join(dir, "secret")
+
+	t.Setenv("HOMEOSTAT_WEBHOOK_SECRET", "")
+	get, err := webhookSecret(file)
+	if err != nil {
+		t.Fatalf("a missing file (the optional Secret not created yet) must not stop the controller: %v", err)
 	}
-	tests := []struct {
-		name    string
-		file    string
-		env     string
-		want    string
-		wantOK  bool
-		wantErr string
-	}{
-		{name: "file, trimmed", file: write("s", "  s3cret\n"), want: "s3cret", wantOK: true},
-		{name: "file wins over env", file: write("t", "fromfile"), env: "fromenv", want: "fromfile", wantOK: true},
-		{name: "env", env: "fromenv", want: "fromenv", wantOK: true},
-		{name: "optional secret not mounted", file: filepath.Join(dir, "absent", "secret")},
-		{name: "empty file refused", file: write("empty", "\n"), wantErr: "needs a secret"},
-		{name: "nothing at all refused", wantErr: "needs a secret"},
-		{name: "unreadable path", file: dir, wantErr: "webhook secret:"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv("HOMEOSTAT_WEBHOOK_SECRET", tt.env)
-			got, ok, err := webhookSecret(tt.file)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
+	for i, step := range []struct{ write, want string }{
+		{"", ""},               // not there yet: refuse everything
+		{"  first\n", "first"}, // created: trimmed as kubectl create secret --from-file leaves it
+		{"second", "second"},   // rotated
+		{"\n", ""},             // emptied
+	} {
+		if i > 0 {
+			if err := os.WriteFile(file, []byte(step.write), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if ok != tt.wantOK || string(got) != tt.want {
-				t.Fatalf("got (%q, %v), want (%q, %v)", got, ok, tt.want, tt.wantOK)
-			}
-		})
+		}
+		if got := string(get()); got != step.want {
+			t.Fatalf("step %d: secret %q, want %q", i, got, step.want)
+		}
+	}
+
+	t.Setenv("HOMEOSTAT_WEBHOOK_SECRET", "fromenv")
+	if get, err := webhookSecret(""); err != nil || string(get()) != "fromenv" {
+		t.Fatalf("env: %v", err)
+	}
+	t.Setenv("HOMEOSTAT_WEBHOOK_SECRET", " ")
+	if _, err := webhookSecret(""); err == nil || !strings.Contains(err.Error(), "needs a secret") {
+		t.Fatalf("no secret anywhere must be refused, got %v", err)
+	}
+	if _, err := webhookSecret(dir); err == nil || !strings.Contains(err.Error(), "webhook secret:") {
+		t.Fatalf("an unreadable path must be refused, got %v", err)
 	}
 }

@@ -48,9 +48,13 @@ func (f HandlerFunc) HandlePush(ctx context.Context, e PushEvent) error { return
 // it knows Secret: GitHub and Gitea sign the body with HMAC-SHA256, GitLab
 // sends the token itself. A Receiver without a secret refuses everything.
 type Receiver struct {
-	Secret   []byte
-	Handlers []Handler
-	Log      logr.Logger
+	Secret []byte
+	// SecretFunc, when set, is asked on every request instead of Secret, so
+	// a secret created or rotated while the receiver runs (a mounted
+	// Kubernetes Secret's file) takes effect without a restart.
+	SecretFunc func() []byte
+	Handlers   []Handler
+	Log        logr.Logger
 }
 
 // maxBody bounds a payload; pushes of thousands of commits stay far below.
@@ -123,11 +127,15 @@ func detect(h http.Header) (provider, kind string) {
 
 // verify checks the request's proof of the secret, in constant time.
 func (rc *Receiver) verify(provider string, h http.Header, body []byte) error {
-	if len(rc.Secret) == 0 {
+	secret := rc.Secret
+	if rc.SecretFunc != nil {
+		secret = rc.SecretFunc()
+	}
+	if len(secret) == 0 {
 		return errors.New("receiver has no secret configured")
 	}
 	if provider == "gitlab" {
-		if subtle.ConstantTimeCompare([]byte(h.Get("X-Gitlab-Token")), rc.Secret) != 1 {
+		if subtle.ConstantTimeCompare([]byte(h.Get("X-Gitlab-Token")), secret) != 1 {
 			return errors.New("X-Gitlab-Token does not match")
 		}
 		return nil
@@ -148,7 +156,7 @@ func (rc *Receiver) verify(provider string, h http.Header, body []byte) error {
 	if err != nil {
 		return errors.New("signature is not hex")
 	}
-	mac := hmac.New(sha256.New, rc.Secret)
+	mac := hmac.New(sha256.New, secret)
 	mac.Write(body)
 	if !hmac.Equal(got, mac.Sum(nil)) {
 		return errors.New("HMAC-SHA256 does not match")

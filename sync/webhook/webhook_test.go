@@ -105,3 +105,40 @@ func TestSameRepo(t *testing.T) {
 		t.Error("different repositories matched")
 	}
 }
+
+// With SecretFunc the receiver follows the secret as it appears and rotates.
+func TestReceiverFollowsARotatingSecret(t *testing.T) {
+	body := `{"ref":"refs/heads/main","after":"abc","repository":{"clone_url":"https://x/y"}}`
+	var current string
+	pushes := 0
+	rc := &Receiver{
+		SecretFunc: func() []byte { return []byte(current) },
+		Handlers:   []Handler{HandlerFunc(func(context.Context, PushEvent) error { pushes++; return nil })},
+	}
+	post := func(signWith string) int {
+		req := httptest.NewRequest(http.MethodPost, "/hook", bytes.NewBufferString(body))
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-Hub-Signature-256", "sha256="+hmacHex(signWith, body))
+		rec := httptest.NewRecorder()
+		rc.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	steps := []struct {
+		secret, signWith string
+		want             int
+	}{
+		{"", "", http.StatusUnauthorized},            // not configured yet
+		{"first", "first", http.StatusAccepted},      // created while running
+		{"second", "first", http.StatusUnauthorized}, // rotated: the old one is refused
+		{"second", "second", http.StatusAccepted},
+	}
+	for i, s := range steps {
+		current = s.secret
+		if got := post(s.signWith); got != s.want {
+			t.Fatalf("step %d: status %d, want %d", i, got, s.want)
+		}
+	}
+	if pushes != 2 {
+		t.Fatalf("%d pushes handled, want 2", pushes)
+	}
+}
