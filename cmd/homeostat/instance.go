@@ -163,13 +163,25 @@ func newInstanceJoinCommand() *cobra.Command {
 
 func newInstanceRunCommand() *cobra.Command {
 	var opts instance.RunOptions
+	var pw passwordFiles
 	cmd := &cobra.Command{
 		Use:   "run --pgdata DIR",
 		Short: "Run postgres in the foreground: SIGTERM means fast shutdown, then immediate after --grace; exits with postgres's code",
-		Args:  cobra.NoArgs,
+		Long: `Run postgres in the foreground: SIGTERM means fast shutdown, then immediate after --grace; exits with postgres's code.
+
+Once the server is a primary (at once, or when a restore's recovery or a
+failover promotes it), run sets the passwords of the superuser, the
+replication role and --owner (created WITH LOGIN when missing) from the
+password files or environment variables, as init does: the secrets are the
+source of truth, also for a directory restored from another cluster. A
+password that is not given leaves its role alone.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.PGData == "" {
 				return usageError{errors.New("--pgdata (or PGDATA) is required")}
+			}
+			if err := pw.read(&opts); err != nil {
+				return err
 			}
 			code, err := instance.Run(opts)
 			if err != nil || code != 0 {
@@ -180,7 +192,32 @@ func newInstanceRunCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&opts.PGData, "pgdata", os.Getenv("PGDATA"), "data directory (env PGDATA)")
 	cmd.Flags().DurationVar(&opts.Grace, "grace", 30*time.Second, "how long a fast shutdown may take before an immediate one")
+	cmd.Flags().StringVar(&opts.Superuser, "superuser", "postgres", "superuser role (connects over the unix socket to set passwords)")
+	cmd.Flags().StringVar(&opts.ReplicationUser, "replication-user", "streaming_replica", "role replicas and backups connect as")
+	cmd.Flags().StringVar(&opts.Owner, "owner", "app", "application role whose password is set (created when missing)")
+	pw.bind(cmd.Flags())
 	return cmd
+}
+
+// passwordFiles are run's password sources: files, else the environment.
+type passwordFiles struct{ super, repl, app string }
+
+func (p *passwordFiles) bind(fs *pflag.FlagSet) {
+	fs.StringVar(&p.super, "superuser-password-file", "", "file holding the superuser's password (else env "+envSuperuserPassword+")")
+	fs.StringVar(&p.repl, "replication-password-file", "", "file holding the replication role's password (else env "+envReplicationPassword+")")
+	fs.StringVar(&p.app, "app-password-file", "", "file holding the application role's password (else env "+envAppPassword+")")
+}
+
+func (p *passwordFiles) read(opts *instance.RunOptions) error {
+	var err error
+	if opts.SuperuserPassword, err = instance.ReadSecret(p.super, envSuperuserPassword); err != nil {
+		return err
+	}
+	if opts.ReplicationPassword, err = instance.ReadSecret(p.repl, envReplicationPassword); err != nil {
+		return err
+	}
+	opts.OwnerPassword, err = instance.ReadSecret(p.app, envAppPassword)
+	return err
 }
 
 func newInstancePromoteCommand() *cobra.Command {

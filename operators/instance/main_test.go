@@ -45,6 +45,10 @@ const (
 	superPassword = "super-Secret-1"
 	replPassword  = "repl-Secret-2"
 	appPassword   = "app-Secret-3"
+	// What another cluster's secrets (or rotated ones) hold.
+	newSuperPassword = "super-Other-4"
+	newReplPassword  = "repl-Other-5"
+	newAppPassword   = "app-Other-6"
 )
 
 // node is one instance directory: data dir, socket dir, port, password files.
@@ -65,13 +69,26 @@ func newNode(t *testing.T, name string) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secrets := t.TempDir()
-	for file, pw := range map[string]string{"super": superPassword, "repl": replPassword, "app": appPassword} {
-		if err := os.WriteFile(filepath.Join(secrets, file), []byte(pw+"\n"), 0o600); err != nil {
+	n := &node{base: base, pgdata: filepath.Join(base, name), port: port}
+	n.useSecrets(t, superPassword, replPassword, appPassword)
+	return n
+}
+
+// useSecrets gives the node fresh password files.
+func (n *node) useSecrets(t *testing.T, super, repl, app string) {
+	t.Helper()
+	n.secrets = t.TempDir()
+	for file, pw := range map[string]string{"super": super, "repl": repl, "app": app} {
+		if err := os.WriteFile(filepath.Join(n.secrets, file), []byte(pw+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return &node{base: base, pgdata: filepath.Join(base, name), port: port, secrets: secrets}
+}
+
+// passwordFlags name the node's three password files.
+func (n *node) passwordFlags() []string {
+	return []string{"--superuser-password-file", filepath.Join(n.secrets, "super"),
+		"--replication-password-file", filepath.Join(n.secrets, "repl"), "--app-password-file", filepath.Join(n.secrets, "app")}
 }
 
 // common are the flags init and join share.
@@ -104,7 +121,7 @@ func homeostatOut(t *testing.T, args ...string) string {
 
 func noSecrets(t *testing.T, where, text string) {
 	t.Helper()
-	for _, pw := range []string{superPassword, replPassword, appPassword} {
+	for _, pw := range []string{superPassword, replPassword, appPassword, newSuperPassword, newReplPassword, newAppPassword} {
 		if bytes.Contains([]byte(text), []byte(pw)) {
 			t.Errorf("%s contains a password", where)
 		}
@@ -139,8 +156,15 @@ type runner struct {
 
 func (n *node) run(t *testing.T) *runner {
 	t.Helper()
-	r := &runner{cmd: exec.Command(homeostat, "instance", "run", "--pgdata", n.pgdata, "--grace", "10s"),
-		out: &lockedBuffer{}, exited: make(chan struct{})}
+	return n.runWith(t, nil)
+}
+
+// runWith runs with extra environment variables (NAME=value) and flags.
+func (n *node) runWith(t *testing.T, env []string, flags ...string) *runner {
+	t.Helper()
+	args := append([]string{"instance", "run", "--pgdata", n.pgdata, "--grace", "10s"}, flags...)
+	r := &runner{cmd: exec.Command(homeostat, args...), out: &lockedBuffer{}, exited: make(chan struct{})}
+	r.cmd.Env = append(os.Environ(), env...)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -169,6 +193,17 @@ func (n *node) run(t *testing.T) *runner {
 		return db.Ping() == nil
 	})
 	return r
+}
+
+// stop asks for a fast shutdown and waits for the exit.
+func (r *runner) stop(t *testing.T) {
+	t.Helper()
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("after SIGTERM instance run exited %d, want 0:\n%s", code, r.out.String())
+	}
 }
 
 // wait waits for the runner to exit and returns its exit code.

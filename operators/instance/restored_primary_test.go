@@ -16,7 +16,9 @@ import (
 // recovery settings while recovery.signal is there), run until promoted,
 // then a replica joined from it. The replica must stay a streaming standby:
 // the restore's recovery target, copied by pg_basebackup, would otherwise
-// make it stop and promote itself.
+// make it stop and promote itself. The restored cluster has its own
+// passwords, which run sets once it has promoted: the replica joins with
+// them, not with the source's.
 func TestReplicaOfARestoredPrimaryStaysAStandby(t *testing.T) {
 	s3, err := s3test.Start()
 	if err != nil {
@@ -50,18 +52,20 @@ func TestReplicaOfARestoredPrimaryStaysAStandby(t *testing.T) {
 	})
 
 	p := newNode(t, "restored")
-	p.secrets = src.secrets
+	p.useSecrets(t, newSuperPassword, newReplPassword, newAppPassword)
 	homeostatOut(t, "backup", "restore", "--to", p.pgdata, "--latest", "--immediate")
 	homeostatOut(t, p.initArgs("--s3-prefix", "restored")...)
-	p.run(t)
+	prun := p.runWith(t, nil, p.passwordFlags()...)
 	pdb := p.superuser(t)
 	waitFor(t, 60*time.Second, "the restored primary to promote", func() bool {
 		var inRecovery bool
 		return pdb.QueryRow("SELECT pg_is_in_recovery()").Scan(&inRecovery) == nil && !inRecovery
 	})
+	prun.waitLogged(t, passwordsSet)
+	p.checkLogins(t, []loginCase{{"app", newAppPassword, true}, {"app", appPassword, false}})
 
 	r := newNode(t, "replica")
-	r.secrets = src.secrets
+	r.secrets = p.secrets
 	join := append([]string{"instance", "join"}, r.common()...)
 	join = append(join, "--primary", "127.0.0.1:"+strconv.Itoa(p.port), "--name", "replica-1", "--s3-prefix", "restored")
 	homeostatOut(t, join...)

@@ -21,7 +21,13 @@ type RunOptions struct {
 	// homeostat asks for an immediate one (30 s by default; keep it below the
 	// pod's terminationGracePeriodSeconds).
 	Grace time.Duration
-	Log   *slog.Logger
+	// Superuser ("postgres" when empty) connects over the unix socket to
+	// set the passwords of Superuser, ReplicationUser and Owner once the
+	// server is a primary (see syncPasswords); an empty password leaves that
+	// role alone.
+	Superuser, ReplicationUser, Owner                     string
+	SuperuserPassword, ReplicationPassword, OwnerPassword string
+	Log                                                   *slog.Logger
 }
 
 // Run supervises postgres in the foreground, as a pod's main process: its
@@ -29,10 +35,14 @@ type RunOptions struct {
 // postgres) and, after Grace, an immediate one (SIGQUIT); SIGHUP is passed on
 // (reload). Run returns postgres's exit code when postgres ends for any
 // reason (128+signal when it was killed), so the pod restarts when it dies.
+// Beside the server it sets the roles' passwords once it is a primary.
 func Run(opts RunOptions) (int, error) {
 	log := logger(opts.Log)
 	if opts.Grace <= 0 {
 		opts.Grace = 30 * time.Second
+	}
+	if opts.Superuser == "" {
+		opts.Superuser = "postgres"
 	}
 	if ok, err := hasCluster(opts.PGData); err != nil {
 		return 1, fmt.Errorf("instance run: %w", err)
@@ -57,6 +67,8 @@ func Run(opts RunOptions) (int, error) {
 		return 1, fmt.Errorf("instance run: start postgres: %w", err)
 	}
 	log.Info("postgres started", "pid", cmd.Process.Pid, "pgdata", opts.PGData)
+	stopPasswordSync := startPasswordSync(opts, log)
+	defer stopPasswordSync()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	var immediate <-chan time.Time
