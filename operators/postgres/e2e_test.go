@@ -470,27 +470,17 @@ func (s *story) switchAndArchiveWAL(cluster string) {
 }
 
 // restoreToPointInTime bootstraps a new cluster from shopdb's backup and WAL
-// to target: the rows of the first two batches, none of the third.
+// to target: the rows of the first two batches, none of the third. The new
+// cluster keeps its own generated secrets, though its data directory holds
+// shopdb's passwords: once promoted, its primary sets them from the secrets,
+// so the operator, a replica (joining with the replication password) and the
+// app role all log in.
 func (s *story) restoreToPointInTime(target time.Time) {
 	t := s.t
-	// The restored data directory keeps the source's roles and passwords;
-	// give the new cluster the same credentials (its secrets are never
-	// overwritten, so the operator uses these).
-	for _, kind := range secretKinds {
-		var src corev1.Secret
-		if err := env.Client.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: SecretName("shopdb", kind)}, &src); err != nil {
-			t.Fatal(err)
-		}
-		restored := &v1alpha1.Postgres{ObjectMeta: metav1.ObjectMeta{Name: "shopdb-pitr", Namespace: s.ns}, Spec: v1alpha1.PostgresSpec{Database: "shop"}}
-		sec := CredentialSecret(restored, kind, Credentials{Username: string(src.Data["username"]), Password: string(src.Data["password"]), Database: string(src.Data["dbname"])})
-		if err := env.Client.Create(s.ctx, sec); err != nil {
-			t.Fatal(err)
-		}
-	}
 	pitr := &v1alpha1.Postgres{
 		ObjectMeta: metav1.ObjectMeta{Name: "shopdb-pitr", Namespace: s.ns},
 		Spec: v1alpha1.PostgresSpec{
-			Version: "16", Instances: 1, Storage: v1alpha1.Storage{Size: "1Gi"}, Database: "shop",
+			Version: "16", Instances: 2, Storage: v1alpha1.Storage{Size: "1Gi"}, Database: "shop",
 			Bootstrap: &v1alpha1.Bootstrap{FromBackup: &v1alpha1.BootstrapFromBackup{
 				TargetTime: &metav1.Time{Time: target},
 				S3: v1alpha1.S3Store{Endpoint: s.s3.Endpoint, Bucket: "pgbackups", Path: s.ns + "/shopdb", Insecure: true,
@@ -501,7 +491,9 @@ func (s *story) restoreToPointInTime(target time.Time) {
 	if err := env.Client.Create(s.ctx, pitr); err != nil {
 		t.Fatal(err)
 	}
-	s.waitReady("shopdb-pitr", 1)
+	s.waitReady("shopdb-pitr", 2)
+	s.waitStreaming("shopdb-pitr", 1)
+	s.distinctPasswords("shopdb", "shopdb-pitr")
 	db := s.db("shopdb-pitr", RWService("shopdb-pitr"))
 	var n, max int
 	if err := db.QueryRowContext(s.ctx, `SELECT count(*), max(id) FROM orders`).Scan(&n, &max); err != nil {
@@ -509,5 +501,23 @@ func (s *story) restoreToPointInTime(target time.Time) {
 	}
 	if n != 100 || max != 100 {
 		t.Errorf("restored to %s: %d rows up to id %d, want exactly the 100 committed before the target", target, n, max)
+	}
+}
+
+// distinctPasswords fails when two clusters share a password: the restored
+// cluster must prove its own secrets work, not the source's.
+func (s *story) distinctPasswords(a, b string) {
+	s.t.Helper()
+	for _, kind := range secretKinds {
+		var sa, sb corev1.Secret
+		if err := env.Client.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: SecretName(a, kind)}, &sa); err != nil {
+			s.t.Fatal(err)
+		}
+		if err := env.Client.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: SecretName(b, kind)}, &sb); err != nil {
+			s.t.Fatal(err)
+		}
+		if string(sa.Data["password"]) == string(sb.Data["password"]) {
+			s.t.Errorf("%s and %s have the same %s password", a, b, kind)
+		}
 	}
 }

@@ -125,14 +125,17 @@ func BackupJob(pg *v1alpha1.Postgres, b *v1alpha1.Backup, o Options) *batchv1.Jo
 }
 
 // InstancePod builds the pod of one instance: `homeostat instance run` as the
-// main process of the official postgres image.
+// main process of the official postgres image. It gets every role's password
+// because, once its server is a primary, it sets them from the secrets: a
+// cluster restored from a backup holds the source cluster's passwords.
 func InstancePod(pg *v1alpha1.Postgres, instance, role string, o Options) *corev1.Pod {
 	// The port is in the configuration init or join wrote.
-	args := []string{binPath, "instance", "run", "--pgdata", pgdataPath}
+	args := []string{binPath, "instance", "run", "--pgdata", pgdataPath, "--owner", owner(pg)}
 	spec := podSpec(pg, instance, args, o)
 	spec.RestartPolicy = corev1.RestartPolicyAlways
 	spec.Hostname = instance
 	c := &spec.Containers[0]
+	c.Env = append(c.Env, passwordEnv(pg, SecretSuperuser, SecretReplication, SecretApp)...)
 	c.Ports = []corev1.ContainerPort{{Name: "postgres", ContainerPort: postgresPort, Protocol: corev1.ProtocolTCP}}
 	c.ReadinessProbe = &corev1.Probe{
 		ProbeHandler:     corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(postgresPort)}},
