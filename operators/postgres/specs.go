@@ -108,11 +108,12 @@ func RestoreJob(pg *v1alpha1.Postgres, instance string, o Options) *batchv1.Job 
 
 // BackupJob builds the Job that carries out a Backup: `homeostat backup
 // push` streams a base backup of the primary (reached through NAME-rw, as the
-// replication role) to the cluster's store, then applies retention (--keep).
+// replication role) to the cluster's store, labelled for the Backup, then
+// applies retention (--keep).
 // The Job needs no volume: pg_basebackup reads over the replication protocol.
 func BackupJob(pg *v1alpha1.Postgres, b *v1alpha1.Backup, o Options) *batchv1.Job {
 	args := []string{binPath, "backup", "push", "--host", RWService(pg.Name), "--port", strconv.Itoa(postgresPort),
-		"--user", replUserName}
+		"--user", replUserName, "--label", BackupLabel(b)}
 	if pg.Spec.Backup != nil && pg.Spec.Backup.Keep > 0 {
 		args = append(args, "--keep", strconv.Itoa(int(pg.Spec.Backup.Keep)))
 	}
