@@ -4,12 +4,8 @@ import (
 	"context"
 	"testing"
 
-	authzv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"homeostat.dev/homeostat/deploy"
-	hsync "homeostat.dev/homeostat/sync"
 )
 
 // The homeostat-controller ClusterRole alone covers every request the
@@ -19,13 +15,7 @@ import (
 // that shows up only for users who narrow or drop homeostat-apply.
 func TestControllerRoleCoversWhatTheOperatorsDo(t *testing.T) {
 	ctx := context.Background()
-	eng, err := hsync.New(env.Config, hsync.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := deploy.Install(ctx, eng, "", false); err != nil {
-		t.Fatalf("install: %v", err)
-	}
+	install(t)
 	const user = "rbac-probe"
 	binding := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "homeostat-controller-probe"},
@@ -60,19 +50,13 @@ func TestControllerRoleCoversWhatTheOperatorsDo(t *testing.T) {
 		{"leader election", "update", "coordination.k8s.io", "leases", ""},
 		{"Sync.spec.serviceAccountName", "impersonate", "", "serviceaccounts", ""},
 	}
+	// The authorizer sees the new binding through its informers.
+	waitAllowed(t, user, "get", "homeostat.dev", "syncs")
 	for _, tt := range tests {
 		t.Run(tt.why, func(t *testing.T) {
-			sar := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
-				User: user,
-				ResourceAttributes: &authzv1.ResourceAttributes{Namespace: "web", Verb: tt.verb,
-					Group: tt.group, Resource: tt.resource, Subresource: tt.subresource},
-			}}
-			if err := env.Client.Create(ctx, sar); err != nil {
-				t.Fatal(err)
-			}
-			if !sar.Status.Allowed {
+			if ok, reason := allowed(t, user, tt.verb, tt.group, tt.resource, tt.subresource); !ok {
 				t.Errorf("homeostat-controller lacks %s %s/%s (%s): %s",
-					tt.verb, tt.resource, tt.subresource, tt.why, sar.Status.Reason)
+					tt.verb, tt.resource, tt.subresource, tt.why, reason)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	authzv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
@@ -30,13 +31,7 @@ const controllerSA = "system:serviceaccount:homeostat-system:homeostat-controlle
 // neither it nor its operators are refused anything along the way.
 func TestControllerRBACSufficesForAFullSync(t *testing.T) {
 	ctx := context.Background()
-	eng, err := hsync.New(env.Config, hsync.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := deploy.Install(ctx, eng, "", false); err != nil {
-		t.Fatalf("install: %v", err)
-	}
+	install(t)
 	dir := t.TempDir()
 	kubeconfig := impersonatingKubeconfig(t, dir, controllerSA)
 	repo := examplesRepo(t, dir)
@@ -144,4 +139,49 @@ func buildHomeostat(t *testing.T, dir string) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// install applies deploy/ (the embedded manifests) to the test API server
+// and waits until the authorizer has seen the controller's bindings: an
+// earlier test's uninstall deleted them, and a controller started before
+// the authorizer's informers catch up would be refused, wrongly.
+func install(t *testing.T) {
+	t.Helper()
+	eng, err := hsync.New(env.Config, hsync.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := deploy.Install(context.Background(), eng, "", false); err != nil {
+		t.Fatalf("install: %v", err)
+	}
+	waitAllowed(t, controllerSA, "get", "homeostat.dev", "syncs")
+	waitAllowed(t, controllerSA, "get", "apps", "deployments")
+}
+
+// waitAllowed waits until user may verb group/resource in namespace web.
+func waitAllowed(t *testing.T, user, verb, group, resource string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if ok, _ := allowed(t, user, verb, group, resource, ""); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is not allowed to %s %s.%s 30 s after install", user, verb, resource, group)
+		}
+	}
+}
+
+// allowed asks the API server whether user may verb group/resource[/sub]
+// in namespace web, and why not.
+func allowed(t *testing.T, user, verb, group, resource, subresource string) (bool, string) {
+	t.Helper()
+	sar := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+		User: user,
+		ResourceAttributes: &authzv1.ResourceAttributes{Namespace: "web", Verb: verb,
+			Group: group, Resource: resource, Subresource: subresource},
+	}}
+	if err := env.Client.Create(context.Background(), sar); err != nil {
+		t.Fatal(err)
+	}
+	return sar.Status.Allowed, sar.Status.Reason
 }

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 
 	"homeostat.dev/homeostat/internal/testenv"
@@ -12,19 +11,7 @@ import (
 // env is the package's real API server, started once.
 var env *testenv.Env
 
-func TestMain(m *testing.M) {
-	var err error
-	env, err = testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start test API server:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stop test API server:", err)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
 // noPostgres is a Resolver for state-machine tests, where no instance runs.
 func noPostgres(_ context.Context, ns, name string) (string, error) {
