@@ -18,6 +18,7 @@ type Source struct {
 	Line int    `json:"line,omitempty"`
 }
 
+// String is FILE:LINE, or FILE when the line is unknown.
 func (s Source) String() string {
 	if s.Line > 0 {
 		return fmt.Sprintf("%s:%d", s.File, s.Line)

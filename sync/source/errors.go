@@ -52,6 +52,7 @@ type Error struct {
 	causes []error
 }
 
+// Error names the operation and the (credential-free) URL.
 func (e *Error) Error() string { return e.Op + " " + e.URL + ": " + e.msg }
 
 // Unwrap exposes the sentinel kind (and ErrAuth for host key errors, and a
