@@ -32,6 +32,9 @@ func (r *PostgresReconciler) failover(ctx context.Context, c *cluster) error {
 	target, switchover := c.pg.Annotations[AnnotationSwitchover]
 	pod, o := c.pods[primary], c.obs[primary]
 	healthy := pod != nil && podReady(pod) && o.Reachable && !o.InRecovery
+	if !healthy && pod != nil && podReady(pod) && o.AuthFailed {
+		return r.refusedPassword(c, primary)
+	}
 	if healthy && !switchover {
 		setCondition(c.pg, ConditionPrimaryAvailable, metav1.ConditionTrue, "PrimaryReady", primary+" accepts connections")
 		return nil
@@ -161,4 +164,19 @@ func failoverDelay(pg *v1alpha1.Postgres) time.Duration {
 		return pg.Spec.FailoverDelay.Duration
 	}
 	return defaultFailoverDelay
+}
+
+// refusedPassword holds the workflow while the primary answers but refuses
+// the superuser password: failing over would fence a working primary (and
+// the replicas, holding the same roles, refuse it alike). The fix is the
+// secret restored, or the primary's pod restarted: `instance run` sets the
+// passwords from the secrets it starts with.
+func (r *PostgresReconciler) refusedPassword(c *cluster, primary string) error {
+	msg := fmt.Sprintf("%s accepts connections but refuses the superuser password in secret %s: restore the secret, or delete pod %s so that it starts with the secrets' passwords",
+		primary, SecretName(c.pg.Name, SecretSuperuser), primary)
+	if prev := meta.FindStatusCondition(c.pg.Status.Conditions, ConditionPrimaryAvailable); prev == nil || prev.Reason != ReasonAuthenticationFailed {
+		r.warn(c.pg, ReasonAuthenticationFailed, "%s", msg)
+	}
+	setCondition(c.pg, ConditionPrimaryAvailable, metav1.ConditionTrue, ReasonAuthenticationFailed, msg)
+	return c.wait(ReasonAuthenticationFailed, "%s", msg)
 }

@@ -58,6 +58,10 @@ type Observation struct {
 	// SyncStandbyNames is the running synchronous_standby_names.
 	SyncStandbyNames string
 	Err              error
+	// AuthFailed: the server answered but refused the superuser's password,
+	// because the secret no longer matches what the data directory holds
+	// (edited by hand). The instance is alive: never a reason to fail over.
+	AuthFailed bool
 }
 
 // pgConn opens a connection as the superuser to the instance at addr.
@@ -98,7 +102,7 @@ func observeInstance(ctx context.Context, addr, password string) Observation {
 	defer db.Close()
 	var o Observation
 	if err := db.QueryRowContext(ctx, `SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names')`).Scan(&o.InRecovery, &o.SyncStandbyNames); err != nil {
-		return Observation{Err: fmt.Errorf("query %s: %w", addr, err)}
+		return Observation{AuthFailed: isAuthFailure(err), Err: fmt.Errorf("query %s: %w", addr, err)}
 	}
 	var cur, recv, tli string
 	if o.InRecovery {
@@ -117,6 +121,13 @@ func observeInstance(ctx context.Context, addr, password string) Observation {
 	o.Received, _ = ParseLSN(recv)
 	o.Timeline, _ = strconv.ParseInt(tli, 10, 64)
 	return o
+}
+
+// isAuthFailure is SQLSTATE class 28, invalid authorization: a wrong
+// password or a role pg_hba.conf refuses.
+func isAuthFailure(err error) bool {
+	var pqErr *pq.Error
+	return errors.As(err, &pqErr) && pqErr.Code.Class() == "28"
 }
 
 // promote turns the replica at addr into a primary and waits for it.

@@ -31,6 +31,10 @@ import (
 // its lastTransitionTime starts the failover delay.
 const ConditionPrimaryAvailable = "PrimaryAvailable"
 
+// ReasonAuthenticationFailed is the phase, PrimaryAvailable reason and
+// event of a primary that refuses the operator's superuser password.
+const ReasonAuthenticationFailed = "AuthenticationFailed"
+
 // Phases of a Postgres, in status.phase.
 const (
 	PhaseBootstrapping   = "Bootstrapping"
@@ -192,6 +196,13 @@ func (c *cluster) wait(phase, format string, args ...any) error {
 func (r *PostgresReconciler) event(pg *v1alpha1.Postgres, reason, format string, args ...any) {
 	if r.Recorder != nil {
 		r.Recorder.Eventf(pg, nil, corev1.EventTypeNormal, reason, reason, format, args...)
+	}
+}
+
+// warn records a warning event on the Postgres: something a human must fix.
+func (r *PostgresReconciler) warn(pg *v1alpha1.Postgres, reason, format string, args ...any) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(pg, nil, corev1.EventTypeWarning, reason, reason, format, args...)
 	}
 }
 
