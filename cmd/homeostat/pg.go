@@ -44,7 +44,7 @@ func newPGCommand() *cobra.Command {
 		Use:   "pg",
 		Short: "Operate Postgres clusters run by homeostat",
 	}
-	cmd.AddCommand(newPGSwitchoverCommand())
+	cmd.AddCommand(newPGSwitchoverCommand(), newPGStatusCommand())
 	return cmd
 }
 

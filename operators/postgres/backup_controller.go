@@ -190,7 +190,7 @@ func (r *BackupReconciler) retain(ctx context.Context, pg *v1alpha1.Postgres, do
 	if keep < 1 {
 		return nil
 	}
-	all, err := listBackups(ctx, r.Client, pg)
+	all, err := ListBackups(ctx, r.Client, pg)
 	if err != nil {
 		return err
 	}

@@ -237,6 +237,10 @@ spec:
 	oldPrimary := pg.Status.Primary
 	s.waitStreaming("shopdb", 2)
 	t.Logf("cluster ready, primary %s, instances %+v", oldPrimary, pg.Status.Instances)
+	if out := s.homeostat("pg", "status", "shopdb", "-n", s.ns); !strings.Contains(out, oldPrimary+"  primary  true") ||
+		!strings.Contains(out, "Ready=True") {
+		t.Errorf("homeostat pg status does not show the primary ready:\n%s", out)
+	}
 
 	rw := s.db("shopdb", RWService("shopdb"))
 	if _, err := rw.ExecContext(s.ctx, `CREATE TABLE orders (id int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())`); err != nil {

@@ -103,10 +103,12 @@ func instanceStatuses(c *cluster) ([]v1alpha1.InstanceStatus, int32) {
 
 // backupsOf lists the Backups of a cluster (scheduled or made by hand).
 func (r *PostgresReconciler) backupsOf(ctx context.Context, pg *v1alpha1.Postgres) ([]v1alpha1.Backup, error) {
-	return listBackups(ctx, r.Client, pg)
+	return ListBackups(ctx, r.Client, pg)
 }
 
-func listBackups(ctx context.Context, c client.Reader, pg *v1alpha1.Postgres) ([]v1alpha1.Backup, error) {
+// ListBackups lists the Backup objects of pg, oldest first: what the
+// operator counts for retention and `homeostat pg status` prints.
+func ListBackups(ctx context.Context, c client.Reader, pg *v1alpha1.Postgres) ([]v1alpha1.Backup, error) {
 	var l v1alpha1.BackupList
 	if err := c.List(ctx, &l, client.InNamespace(pg.Namespace)); err != nil {
 		return nil, fmt.Errorf("list backups: %w", err)

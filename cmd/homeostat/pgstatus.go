@@ -1,0 +1,137 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"homeostat.dev/homeostat/operators/postgres"
+	"homeostat.dev/homeostat/render/api/v1alpha1"
+)
+
+// newPGStatusCommand is the `kubectl cnpg status` of homeostat: one screen
+// with what `kubectl get pg` leaves out.
+func newPGStatusCommand() *cobra.Command {
+	var namespace string
+	cmd := &cobra.Command{
+		Use:   "status NAME",
+		Short: "Show a Postgres cluster: its instances with role, readiness and lag, its backups and conditions",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := restConfig()
+			if err != nil {
+				return fmt.Errorf("kubeconfig: %w", err)
+			}
+			c, err := client.New(cfg, client.Options{Scheme: syncScheme()})
+			if err != nil {
+				return err
+			}
+			pg := &v1alpha1.Postgres{}
+			if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: namespace, Name: args[0]}, pg); err != nil {
+				return fmt.Errorf("postgres %s/%s: %w", namespace, args[0], err)
+			}
+			backups, err := postgres.ListBackups(cmd.Context(), c, pg)
+			if err != nil {
+				return err
+			}
+			return printPGStatus(cmd.OutOrStdout(), pg, backups, time.Now())
+		},
+	}
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace of the Postgres")
+	return cmd
+}
+
+// pgStatusBackups is how many of the newest Backups status lists.
+const pgStatusBackups = 5
+
+// printPGStatus writes the cluster, its instances, its newest backups and
+// its conditions; now makes ages reproducible in tests.
+func printPGStatus(w io.Writer, pg *v1alpha1.Postgres, backups []v1alpha1.Backup, now time.Time) error {
+	st := pg.Status
+	image := pg.Spec.Image
+	if image == "" {
+		image = "postgres:" + pg.Spec.Version
+	}
+	fmt.Fprintf(w, "Postgres %s/%s  %s  primary %s  %d/%d ready\n", pg.Namespace, pg.Name,
+		orDash(st.Phase), orDash(st.Primary), st.ReadyInstances, pg.Spec.Instances)
+	fmt.Fprintf(w, "Image %s  storage %s  synchronous %d\n", image, pg.Spec.Storage.Size, pg.Spec.Synchronous)
+	fmt.Fprintf(w, "Services %s (read-write)  %s (read-only)\n\n", postgres.RWService(pg.Name), postgres.ROService(pg.Name))
+
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INSTANCE\tROLE\tREADY\tTIMELINE\tLSN\tLAG")
+	for _, in := range st.Instances {
+		lag := "-"
+		if in.Role != postgres.RolePrimary && in.Ready {
+			lag = bytesIEC(in.LagBytes)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%t\t%d\t%s\t%s\n", in.Name, in.Role, in.Ready, in.Timeline, orDash(in.LSN), lag)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(w, "\nBackups: last %s, recoverable from %s\n", timeOrNever(st.LastBackup, now), timeOrNever(st.FirstRecoverabilityPoint, now))
+	if len(backups) > pgStatusBackups {
+		backups = backups[len(backups)-pgStatusBackups:]
+	}
+	if len(backups) > 0 {
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "BACKUP\tPHASE\tSTARTED\tSIZE\tLSN")
+		for i := len(backups) - 1; i >= 0; i-- {
+			b := backups[i].Status
+			lsn := "-"
+			if b.BeginLSN != "" {
+				lsn = b.BeginLSN + ".." + b.EndLSN
+			}
+			size := "-"
+			if b.Size > 0 {
+				size = bytesIEC(b.Size)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", backups[i].Name, orDash(b.Phase), timeOrNever(b.StartedAt, now), size, lsn)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		for i := len(backups) - 1; i >= 0; i-- {
+			if e := backups[i].Status.Error; e != "" {
+				fmt.Fprintf(w, "  %s: %s\n", backups[i].Name, e)
+			}
+		}
+	}
+
+	fmt.Fprintln(w, "\nConditions:")
+	for _, c := range st.Conditions {
+		fmt.Fprintf(w, "  %s=%s  %s: %s (%s ago)\n", c.Type, c.Status, c.Reason, c.Message, duration.HumanDuration(now.Sub(c.LastTransitionTime.Time)))
+	}
+	return nil
+}
+
+// timeOrNever prints t with its age, or "never".
+func timeOrNever(t *metav1.Time, now time.Time) string {
+	if t == nil || t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format(time.RFC3339) + " (" + duration.HumanDuration(now.Sub(t.Time)) + " ago)"
+}
+
+// bytesIEC prints n as B, KiB, MiB or GiB.
+func bytesIEC(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	v, i := float64(n), -1
+	for v >= unit && i < 2 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", v, strings.Split("KiB MiB GiB", " ")[i])
+}

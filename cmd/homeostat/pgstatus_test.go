@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"homeostat.dev/homeostat/render/api/v1alpha1"
+)
+
+var updateGolden = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+func TestPGStatusPrintsInstancesBackupsAndConditions(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *metav1.Time { m := metav1.NewTime(now.Add(-d)); return &m }
+	pg := &v1alpha1.Postgres{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "shopdb"},
+		Spec: v1alpha1.PostgresSpec{Version: "16", Instances: 3, Synchronous: 1,
+			Storage: v1alpha1.Storage{Size: "20Gi"}},
+		Status: v1alpha1.PostgresStatus{
+			Phase: "Healthy", Primary: "shopdb-1", ReadyInstances: 2,
+			Instances: []v1alpha1.InstanceStatus{
+				{Name: "shopdb-1", Role: "primary", Ready: true, Timeline: 2, LSN: "0/5000148"},
+				{Name: "shopdb-2", Role: "replica", Ready: true, Timeline: 2, LSN: "0/5000060", LagBytes: 232},
+				{Name: "shopdb-4", Role: "replica", Ready: false, Timeline: 1},
+			},
+			LastBackup:               at(9 * time.Hour),
+			FirstRecoverabilityPoint: at(57 * time.Hour),
+			Conditions: []metav1.Condition{
+				{Type: "Ready", Status: "True", Reason: "ReconciliationSucceeded", Message: "2 instances ready, primary shopdb-1", LastTransitionTime: *at(3 * time.Minute)},
+				{Type: "PrimaryAvailable", Status: "True", Reason: "PrimaryReady", Message: "shopdb-1 accepts connections", LastTransitionTime: *at(time.Hour)},
+			},
+		},
+	}
+	var backups []v1alpha1.Backup
+	for i, st := range []v1alpha1.BackupStatus{
+		{Phase: "Completed", StartedAt: at(57 * time.Hour), Size: 3 << 20, BeginLSN: "0/2000028", EndLSN: "0/2000100"},
+		{Phase: "Completed", StartedAt: at(33 * time.Hour), Size: 5 << 30, BeginLSN: "0/3000028", EndLSN: "0/3000100"},
+		{Phase: "Completed", StartedAt: at(9 * time.Hour), Size: 812, BeginLSN: "0/4000028", EndLSN: "0/4000100"},
+		{Phase: "Failed", StartedAt: at(10 * time.Minute), Error: "backup job shopdb-manual-backup failed: see its pod's log"},
+		{Phase: "Pending"},
+	} {
+		backups = append(backups, v1alpha1.Backup{ObjectMeta: metav1.ObjectMeta{Name: "shopdb-" + string(rune('a'+i))}, Status: st})
+	}
+	// Only the newest pgStatusBackups are listed: "shopdb-oldest" is left out.
+	backups = append([]v1alpha1.Backup{{ObjectMeta: metav1.ObjectMeta{Name: "shopdb-oldest"}}}, backups...)
+
+	var out bytes.Buffer
+	if err := printPGStatus(&out, pg, backups, now); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "pg-status.golden")
+	if *updateGolden {
+		if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to write it)", err)
+	}
+	if out.String() != string(want) {
+		t.Fatalf("pg status output differs from %s:\n%s", golden, out.String())
+	}
+}
+
+func TestBytesIEC(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 3 << 20: "3.0 MiB", 5 << 30: "5.0 GiB", 3 << 40: "3072.0 GiB"} {
+		if got := bytesIEC(n); got != want {
+			t.Errorf("bytesIEC(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
