@@ -11,13 +11,15 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
-// operatorKinds are the homeostat kinds an operator acts on and reports
-// Ready for. kstatus alone calls an object with no status Current, so
-// without this a sync would be healthy the moment a new Postgres exists,
-// before any instance runs. Sync is left out on purpose: a Sync that applies
-// itself (bootstrap) would wait for its own reconcile to end.
+// operatorKinds are the homeostat kinds whose health only their operator
+// knows: nothing they run is in the Sync's inventory. kstatus alone calls an
+// object with no status Current, so without this a sync would be healthy
+// the moment a new Postgres exists, before any instance runs. An App is left
+// to kstatus: its Deployment is in the inventory and waited for, and `sync
+// --once` against a cluster without the controller still works for it. Sync
+// is left out too: a Sync that applies itself (bootstrap) would wait for its
+// own reconcile to end.
 var operatorKinds = map[schema.GroupKind]bool{
-	{Group: "homeostat.dev", Kind: "App"}:      true,
 	{Group: "homeostat.dev", Kind: "Postgres"}: true,
 	{Group: "homeostat.dev", Kind: "Pipeline"}: true,
 }

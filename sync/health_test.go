@@ -38,20 +38,25 @@ status:
   - {type: Ready, status: "False", reason: Bootstrapping, message: initdb running}
   - {type: Reconciling, status: "True", reason: Bootstrapping, message: initdb running}
 `, status.InProgressStatus, "initdb running"},
-		{"App observed but not Ready", `
+		{"Pipeline observed without conditions", `
 apiVersion: homeostat.dev/v1alpha1
-kind: App
-metadata: {name: shop, generation: 3}
-status:
-  observedGeneration: 3
-  conditions: [{type: Ready, status: "False", reason: RollingOut, message: 1 of 2 replicas ready}]
-`, status.InProgressStatus, "1 of 2 replicas ready"},
-		{"App observed without conditions", `
-apiVersion: homeostat.dev/v1alpha1
-kind: App
+kind: Pipeline
 metadata: {name: shop, generation: 1}
 status: {observedGeneration: 1}
 `, status.InProgressStatus, "no Ready condition"},
+		{"Pipeline not Ready", `
+apiVersion: homeostat.dev/v1alpha1
+kind: Pipeline
+metadata: {name: shop, generation: 2}
+status:
+  observedGeneration: 2
+  conditions: [{type: Ready, status: "False", reason: PollFailed, message: ls-remote failed}]
+`, status.InProgressStatus, "ls-remote failed"},
+		{"a new App is left to kstatus (its Deployment is waited for)", `
+apiVersion: homeostat.dev/v1alpha1
+kind: App
+metadata: {name: shop, generation: 1}
+`, status.CurrentStatus, ""},
 		{"Postgres stalled", `
 apiVersion: homeostat.dev/v1alpha1
 kind: Postgres

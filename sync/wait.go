@@ -15,8 +15,8 @@ import (
 )
 
 // Wait waits up to timeout until every object of refs is healthy as kstatus
-// understands it (Deployments available, Jobs complete), and homeostat's
-// operator kinds Ready for the generation applied (see operatorStatus). On
+// understands it (Deployments available, Jobs complete), and the Postgres
+// and Pipeline kinds Ready for the generation applied (see operatorStatus). On
 // timeout it returns the objects that were not healthy, each with its
 // status, and an error.
 func (e *Engine) Wait(ctx context.Context, refs Inventory, timeout time.Duration) ([]Change, error) {
