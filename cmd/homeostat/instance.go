@@ -174,7 +174,9 @@ failover promotes it), run sets the passwords of the superuser, the
 replication role and --owner (created WITH LOGIN when missing) from the
 password files or environment variables, as init does: the secrets are the
 source of truth, also for a directory restored from another cluster. A
-password that is not given leaves its role alone.`,
+password that is not given leaves its role alone. On a replica, the
+replication password in the passfile instance join wrote is refreshed before
+postgres starts, so a rotated secret reaches it with a restart.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.PGData == "" {
@@ -195,6 +197,7 @@ password that is not given leaves its role alone.`,
 	cmd.Flags().StringVar(&opts.Superuser, "superuser", "postgres", "superuser role (connects over the unix socket to set passwords)")
 	cmd.Flags().StringVar(&opts.ReplicationUser, "replication-user", "streaming_replica", "role replicas and backups connect as")
 	cmd.Flags().StringVar(&opts.Owner, "owner", "app", "application role whose password is set (created when missing)")
+	cmd.Flags().StringVar(&opts.PassFile, "passfile", "", "a replica's replication passfile, as given to join (default: .<pgdata name>.pgpass beside the data directory)")
 	pw.bind(cmd.Flags())
 	return cmd
 }

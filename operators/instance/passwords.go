@@ -5,10 +5,16 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lib/pq"
+
+	"homeostat.dev/homeostat/backup/pgbin"
 )
 
 // login is one role whose password Run keeps in step with its secret.
@@ -189,4 +195,71 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// refreshPassFile puts password into a replica's passfile (written by
+// Join), so that a rotated replication secret reaches the replica at its
+// next start: until then its primary_conninfo would present the old one and
+// streaming would stop once the primary has the new one. No passfile (a
+// primary) or no password given leaves everything as it is.
+func refreshPassFile(path, password string) (changed bool, err error) {
+	if password == "" {
+		return false, nil
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read passfile: %w", err)
+	}
+	var out strings.Builder
+	for _, line := range strings.SplitAfter(string(data), "\n") {
+		if entry, ok := withPassword(strings.TrimSuffix(line, "\n"), password); ok {
+			out.WriteString(entry)
+		} else {
+			out.WriteString(line) // not an entry Join writes: keep it
+		}
+	}
+	if out.String() == string(data) {
+		return false, nil
+	}
+	if err := pgbin.WriteFile(path, []byte(out.String())); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// withPassword is a Join-written entry (host:port:*:user:password) with
+// another password.
+func withPassword(line, password string) (string, bool) {
+	f := splitPassfileLine(line)
+	if len(f) != 5 {
+		return "", false
+	}
+	port, err := strconv.Atoi(f[1])
+	if err != nil {
+		return "", false
+	}
+	return passfileLine(f[0], port, f[3], password), true
+}
+
+// splitPassfileLine splits a libpq passfile entry at its unescaped colons
+// and unescapes the fields.
+func splitPassfileLine(line string) []string {
+	var fields []string
+	var cur strings.Builder
+	for i := 0; i < len(line); i++ {
+		switch c := line[i]; {
+		case c == '\\' && i+1 < len(line):
+			i++
+			cur.WriteByte(line[i])
+		case c == ':':
+			fields = append(fields, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	return append(fields, cur.String())
 }

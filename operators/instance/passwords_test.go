@@ -100,3 +100,33 @@ func TestRunLeavesAReplicaAlone(t *testing.T) {
 	}
 	p.checkLogins(t, []loginCase{{"streaming_replica", replPassword, true}})
 }
+
+// Rotating the replication secret: the primary and then the replica restart
+// with the new password (as their pods do), the primary sets it on the role,
+// the replica's passfile takes it, and streaming resumes.
+func TestRotatedReplicationPasswordReachesTheReplica(t *testing.T) {
+	p := newNode(t, "primary")
+	homeostatOut(t, p.initArgs()...)
+	pr := p.run(t)
+	r := newNode(t, "replica")
+	join := append([]string{"instance", "join"}, r.common()...)
+	homeostatOut(t, append(join, "--primary", fmt.Sprintf("127.0.0.1:%d", p.port), "--name", "replica-1")...)
+	rr := r.run(t)
+	streaming := func(what string) {
+		t.Helper()
+		pdb := p.superuser(t)
+		waitFor(t, 60*time.Second, what, func() bool {
+			return queryString(t, pdb, "SELECT count(*)::text FROM pg_stat_replication WHERE state = 'streaming'") == "1"
+		})
+	}
+	streaming("the replica streaming with the first password")
+
+	rr.stop(t)
+	pr.stop(t)
+	rotated := []string{"HOMEOSTAT_REPLICATION_PASSWORD=" + newReplPassword}
+	pr = p.runWith(t, rotated)
+	pr.waitLogged(t, passwordsSet)
+	p.checkLogins(t, []loginCase{{"streaming_replica", newReplPassword, true}, {"streaming_replica", replPassword, false}})
+	r.runWith(t, rotated)
+	streaming("the replica streaming again with the rotated password")
+}

@@ -27,7 +27,10 @@ type RunOptions struct {
 	// role alone.
 	Superuser, ReplicationUser, Owner                     string
 	SuperuserPassword, ReplicationPassword, OwnerPassword string
-	Log                                                   *slog.Logger
+	// PassFile is a replica's replication passfile (DefaultPassFile when
+	// empty), refreshed with ReplicationPassword before postgres starts.
+	PassFile string
+	Log      *slog.Logger
 }
 
 // Run supervises postgres in the foreground, as a pod's main process: its
@@ -48,6 +51,14 @@ func Run(opts RunOptions) (int, error) {
 		return 1, fmt.Errorf("instance run: %w", err)
 	} else if !ok {
 		return 1, fmt.Errorf("instance run: %s holds no cluster (run instance init or join first)", opts.PGData)
+	}
+	if opts.PassFile == "" {
+		opts.PassFile = DefaultPassFile(opts.PGData)
+	}
+	if changed, err := refreshPassFile(opts.PassFile, opts.ReplicationPassword); err != nil {
+		log.Warn("could not refresh the replication passfile; streaming keeps the old password", "passfile", opts.PassFile, "err", err)
+	} else if changed {
+		log.Info("replication passfile refreshed from the secret", "passfile", opts.PassFile)
 	}
 	// Not tied to a context: only our signal handling stops postgres.
 	cmd, err := pgbin.Command(context.Background(), "postgres", "-D", opts.PGData)
