@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -60,17 +61,9 @@ replica in place of the old primary. It returns once the request is recorded;
 watch it with: kubectl get pg NAME -w`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := restConfig()
-			if err != nil {
-				return fmt.Errorf("kubeconfig: %w", err)
-			}
-			c, err := client.New(cfg, client.Options{Scheme: syncScheme()})
+			c, pg, err := getPostgres(cmd.Context(), namespace, args[0])
 			if err != nil {
 				return err
-			}
-			pg := &v1alpha1.Postgres{}
-			if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: namespace, Name: args[0]}, pg); err != nil {
-				return fmt.Errorf("postgres %s/%s: %w", namespace, args[0], err)
 			}
 			if pg.Spec.Instances < 2 {
 				return fmt.Errorf("postgres %s/%s has no replica to switch over to", namespace, args[0])
@@ -86,4 +79,22 @@ watch it with: kubectl get pg NAME -w`,
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace of the Postgres")
 	cmd.Flags().StringVar(&to, "to", "", "instance to promote (default: the most advanced ready replica)")
 	return cmd
+}
+
+// getPostgres reads Postgres namespace/name with a client for the current
+// kubeconfig, which the pg commands then use.
+func getPostgres(ctx context.Context, namespace, name string) (client.Client, *v1alpha1.Postgres, error) {
+	cfg, err := restConfig()
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: syncScheme()})
+	if err != nil {
+		return nil, nil, err
+	}
+	pg := &v1alpha1.Postgres{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, pg); err != nil {
+		return nil, nil, fmt.Errorf("postgres %s/%s: %w", namespace, name, err)
+	}
+	return c, pg, nil
 }

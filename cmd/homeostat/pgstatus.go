@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"homeostat.dev/homeostat/operators/postgres"
 	"homeostat.dev/homeostat/render/api/v1alpha1"
@@ -26,17 +25,9 @@ func newPGStatusCommand() *cobra.Command {
 		Short: "Show a Postgres cluster: its instances with role, readiness and lag, its backups and conditions",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := restConfig()
-			if err != nil {
-				return fmt.Errorf("kubeconfig: %w", err)
-			}
-			c, err := client.New(cfg, client.Options{Scheme: syncScheme()})
+			c, pg, err := getPostgres(cmd.Context(), namespace, args[0])
 			if err != nil {
 				return err
-			}
-			pg := &v1alpha1.Postgres{}
-			if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: namespace, Name: args[0]}, pg); err != nil {
-				return fmt.Errorf("postgres %s/%s: %w", namespace, args[0], err)
 			}
 			backups, err := postgres.ListBackups(cmd.Context(), c, pg)
 			if err != nil {
