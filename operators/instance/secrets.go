@@ -5,9 +5,11 @@ import (
 	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -36,6 +38,35 @@ func ScramVerifier(password string) (string, error) {
 		return "", err
 	}
 	return scramVerifier(password, salt, scramIterations)
+}
+
+// VerifierMatches says whether verifier (as pg_authid stores it) was made
+// from password, by making it again with the verifier's own salt and
+// iteration count. It is how the operator checks a role against its secret
+// without writing anything when they agree.
+func VerifierMatches(verifier, password string) bool {
+	rest, ok := strings.CutPrefix(verifier, "SCRAM-SHA-256$")
+	if !ok {
+		return false
+	}
+	params, _, ok := strings.Cut(rest, "$")
+	if !ok {
+		return false
+	}
+	iter, saltB64, ok := strings.Cut(params, ":")
+	if !ok {
+		return false
+	}
+	iterations, err := strconv.Atoi(iter)
+	if err != nil || iterations <= 0 || iterations > 1<<20 {
+		return false
+	}
+	salt, err := base64.StdEncoding.DecodeString(saltB64)
+	if err != nil {
+		return false
+	}
+	want, err := scramVerifier(password, salt, iterations)
+	return err == nil && subtle.ConstantTimeCompare([]byte(want), []byte(verifier)) == 1
 }
 
 func scramVerifier(password string, salt []byte, iterations int) (string, error) {

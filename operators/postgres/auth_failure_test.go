@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lib/pq"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -18,9 +20,11 @@ import (
 	"homeostat.dev/homeostat/render/api/v1alpha1"
 )
 
-// A real server that asks for scram passwords over TCP tells a wrong
-// password (alive, AuthFailed) apart from a server that is not there.
-func TestObserveTellsARefusedPasswordFromALostInstance(t *testing.T) {
+// scramServer starts a real PostgreSQL whose TCP logins need a scram
+// password, with the superuser's set to superPassword; it returns its
+// address and a socket connection as the superuser.
+func scramServer(t *testing.T, superPassword string) (string, *sql.DB) {
+	t.Helper()
 	dir, err := pgtest.TempDir("homeostat-auth-")
 	if err != nil {
 		t.Fatal(err)
@@ -43,15 +47,21 @@ func TestObserveTellsARefusedPasswordFromALostInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = db.Close() }()
-	if _, err := db.Exec("ALTER ROLE " + superuserName + " PASSWORD 'right'"); err != nil {
+	t.Cleanup(func() { _ = db.Close() })
+	if _, err := db.Exec("ALTER ROLE " + superuserName + " PASSWORD " + pq.QuoteLiteral(superPassword)); err != nil {
 		t.Fatal(err)
 	}
+	return "127.0.0.1:" + strconv.Itoa(srv.Port), db
+}
+
+// A real server that asks for scram passwords over TCP tells a wrong
+// password (alive, AuthFailed) apart from a server that is not there.
+func TestObserveTellsARefusedPasswordFromALostInstance(t *testing.T) {
+	addr, _ := scramServer(t, "right")
 	free, err := pgtest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(srv.Port)
 	tests := []struct {
 		name, addr, password  string
 		reachable, authFailed bool

@@ -113,6 +113,7 @@ func (r *PostgresReconciler) steps() []step {
 		{"ScheduleBackups", r.scheduleBackups},
 		{"Bootstrap", r.bootstrap},
 		{"Failover", r.failover},
+		{"SyncPasswords", r.syncPasswords},
 		{"EnsurePods", r.ensurePods},
 		{"ScaleReplicas", r.scaleReplicas},
 		{"SyncReplication", r.syncReplication},

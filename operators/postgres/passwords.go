@@ -1,0 +1,108 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/lib/pq"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"homeostat.dev/homeostat/operators/instance"
+)
+
+// syncPasswords keeps the application and replication roles' passwords equal
+// to their secrets on a running primary, so that editing a secret is all a
+// rotation takes on the database side (Apps and replicas pick the new value
+// up when they restart; open connections stay). Each role is checked
+// against its verifier in pg_authid and written only when they differ. The
+// superuser's own password is left to `instance run`: the operator logs in
+// with it, so a changed one is the AuthenticationFailed case.
+func (r *PostgresReconciler) syncPasswords(ctx context.Context, c *cluster) error {
+	primary := c.pg.Status.Primary
+	if o := c.obs[primary]; primary == "" || !o.Reachable || o.InRecovery {
+		return nil
+	}
+	want := map[string]string{}
+	for _, kind := range []string{SecretApp, SecretReplication} {
+		var s corev1.Secret
+		if err := r.Get(ctx, client.ObjectKey{Namespace: c.pg.Namespace, Name: SecretName(c.pg.Name, kind)}, &s); err != nil {
+			return fmt.Errorf("read secret %s: %w", SecretName(c.pg.Name, kind), err)
+		}
+		if user, pw := string(s.Data["username"]), string(s.Data["password"]); user != "" && pw != "" {
+			want[user] = pw
+		}
+	}
+	addr, err := r.resolver()(ctx, c.pg.Namespace, primary)
+	if err != nil {
+		return err
+	}
+	changed, err := setRolePasswords(ctx, addr, c.password, want)
+	if err != nil {
+		return fmt.Errorf("set role passwords on %s: %w", primary, err)
+	}
+	for _, role := range changed {
+		r.event(c.pg, "PasswordChanged", "role %s now has the password in its secret", role)
+	}
+	return nil
+}
+
+// setRolePasswords sets, in one transaction on the primary at addr, the
+// password of each role in want whose stored verifier was not made from it,
+// and returns those roles. Missing roles are left to instance init and run.
+// The commit is local only: a primary whose synchronous standbys are away
+// must not wait for them.
+func setRolePasswords(ctx context.Context, addr, superPassword string, want map[string]string) ([]string, error) {
+	db, err := pgConn(addr, superPassword)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = db.Close() }()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, "SET LOCAL synchronous_commit = local"); err != nil {
+		return nil, err
+	}
+	roles := make([]string, 0, len(want))
+	for role := range want {
+		roles = append(roles, role)
+	}
+	sort.Strings(roles)
+	rows, err := tx.QueryContext(ctx, "SELECT rolname, COALESCE(rolpassword, '') FROM pg_authid WHERE rolname = ANY($1) ORDER BY rolname", pq.Array(roles))
+	if err != nil {
+		return nil, err
+	}
+	stale := map[string]bool{}
+	for rows.Next() {
+		var role, verifier string
+		if err := rows.Scan(&role, &verifier); err != nil {
+			_ = rows.Close()
+			return nil, err
+		}
+		stale[role] = !instance.VerifierMatches(verifier, want[role])
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	var changed []string
+	for _, role := range roles {
+		if !stale[role] {
+			continue
+		}
+		v, err := instance.ScramVerifier(want[role])
+		if err != nil {
+			return nil, err
+		}
+		// The statement carries a verifier, never the password; errors name
+		// the role only.
+		if _, err := tx.ExecContext(ctx, "ALTER ROLE "+pq.QuoteIdentifier(role)+" WITH PASSWORD "+pq.QuoteLiteral(v)); err != nil {
+			return nil, fmt.Errorf("alter role %s: %w", role, err)
+		}
+		changed = append(changed, role)
+	}
+	return changed, tx.Commit()
+}
