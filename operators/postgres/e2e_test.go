@@ -223,6 +223,8 @@ spec:
   storage: {size: 1Gi}
   database: shop
   failoverDelay: 3s
+  # Above the default: replicas must get it too, or hot standby refuses.
+  parameters: {max_connections: "150"}
   backup:
     s3: {endpoint: "%[2]s", bucket: pgbackups, path: %[1]s/shopdb, insecure: true, secretRef: {name: s3-creds}}
     schedule: "@every 30s"
@@ -485,6 +487,8 @@ func (s *story) restoreToPointInTime(target time.Time) {
 		ObjectMeta: metav1.ObjectMeta{Name: "shopdb-pitr", Namespace: s.ns},
 		Spec: v1alpha1.PostgresSpec{
 			Version: "16", Instances: 2, Storage: v1alpha1.Storage{Size: "1Gi"}, Database: "shop",
+			// Recovery refuses settings below the source's.
+			Parameters: map[string]string{"max_connections": "150"},
 			Bootstrap: &v1alpha1.Bootstrap{FromBackup: &v1alpha1.BootstrapFromBackup{
 				TargetTime: &metav1.Time{Time: target},
 				S3: v1alpha1.S3Store{Endpoint: s.s3.Endpoint, Bucket: "pgbackups", Path: s.ns + "/shopdb", Insecure: true,

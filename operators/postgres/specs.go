@@ -64,6 +64,10 @@ func InitJob(pg *v1alpha1.Postgres, instance string, o Options) *batchv1.Job {
 func JoinJob(pg *v1alpha1.Postgres, instance string, o Options) *batchv1.Job {
 	args := []string{binPath, "instance", "join", "--pgdata", pgdataPath, "--port", strconv.Itoa(postgresPort),
 		"--primary", RWService(pg.Name) + ":" + strconv.Itoa(postgresPort), "--name", instance}
+	// The replica's configuration is written anew, so it needs the user's
+	// parameters too: a standby with a lower max_connections (and the like)
+	// than its primary cannot run hot standby.
+	args = append(args, parameterArgs(pg)...)
 	j := job(pg, instance, JobName(instance, JobJoin), JobJoin, args, o)
 	c := &j.Spec.Template.Spec.Containers[0]
 	c.Env = append(c.Env, passwordEnv(pg, SecretReplication)...)
@@ -192,6 +196,12 @@ func Services(pg *v1alpha1.Postgres) []*corev1.Service {
 func initArgs(pg *v1alpha1.Postgres) []string {
 	args := []string{binPath, "instance", "init", "--pgdata", pgdataPath, "--port", strconv.Itoa(postgresPort),
 		"--database", database(pg), "--owner", owner(pg)}
+	return append(args, parameterArgs(pg)...)
+}
+
+// parameterArgs are the user's parameters as --parameter flags, sorted.
+func parameterArgs(pg *v1alpha1.Postgres) []string {
+	var args []string
 	keys := make([]string, 0, len(pg.Spec.Parameters))
 	for k := range pg.Spec.Parameters {
 		keys = append(keys, k)

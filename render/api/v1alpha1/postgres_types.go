@@ -49,8 +49,10 @@ type PostgresSpec struct {
 	// +optional
 	Owner string `json:"owner,omitempty"`
 
-	// Parameters are postgresql.conf settings merged over homeostat's own.
-	// Settings homeostat needs for replication and archiving cannot be overridden.
+	// Parameters are postgresql.conf settings merged over homeostat's own,
+	// written when an instance is created (init, join, restore): a later
+	// change reaches instances created after it. Settings homeostat needs for
+	// replication and archiving cannot be overridden.
 	// +optional
 	Parameters map[string]string `json:"parameters,omitempty"`
 
