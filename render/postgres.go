@@ -72,8 +72,11 @@ func validatePostgres(d *document, pg *v1alpha1.Postgres) []Problem {
 		c.identifier(spec.at("owner"), s.Owner)
 	}
 	for _, k := range sortedStrings(s.Parameters) {
-		if !pgSetting.MatchString(k) {
+		switch {
+		case !pgSetting.MatchString(k):
 			c.add(spec.at("parameters").at(k), "%q is not a PostgreSQL setting name", k)
+		case v1alpha1.ReservedParameter(k):
+			c.add(spec.at("parameters").at(k), "%s is set by homeostat (replication, archiving, recovery, access) and cannot be overridden", k)
 		}
 	}
 	if r := s.Resources; r != nil {

@@ -210,6 +210,11 @@ func (r *PostgresReconciler) warn(pg *v1alpha1.Postgres, reason, format string, 
 // validate stops the workflow on configuration a human must fix; the
 // missing S3 secret is named so the message says what to create.
 func (r *PostgresReconciler) validate(ctx context.Context, c *cluster) error {
+	for k := range c.pg.Spec.Parameters {
+		if v1alpha1.ReservedParameter(k) {
+			return reconcile.TerminalError(&stalled{"InvalidSpec", fmt.Errorf("spec.parameters.%s is set by homeostat and cannot be overridden", k)})
+		}
+	}
 	stores := []*v1alpha1.S3Store{}
 	if b := c.pg.Spec.Backup; b != nil {
 		stores = append(stores, &b.S3)

@@ -118,6 +118,23 @@ func TestSecretsAreGeneratedOnceAndNeverOverwritten(t *testing.T) {
 	}
 }
 
+// A Postgres applied without render's checks (kubectl) that overrides a
+// setting homeostat owns stalls before anything is created.
+func TestReservedParameterStalls(t *testing.T) {
+	ns := newNamespace(t)
+	pg := createPostgres(t, ns, func(pg *v1alpha1.Postgres) {
+		pg.Spec.Parameters = map[string]string{"work_mem": "8MB", "primary_conninfo": "host=elsewhere"}
+	})
+	if _, err := reconcileOnce(t, newReconciler(), pg); err == nil || !isTerminal(err) {
+		t.Fatalf("want a terminal error, got %v", err)
+	}
+	got := get(t, &v1alpha1.Postgres{}, ns, "db")
+	st := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionStalled)
+	if st == nil || st.Reason != "InvalidSpec" || !strings.Contains(st.Message, "primary_conninfo") {
+		t.Fatalf("Stalled condition = %+v, want InvalidSpec naming primary_conninfo", st)
+	}
+}
+
 func TestMissingS3SecretStallsWithItsName(t *testing.T) {
 	ns := newNamespace(t)
 	pg := createPostgres(t, ns, func(pg *v1alpha1.Postgres) {
