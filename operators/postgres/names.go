@@ -31,6 +31,9 @@ const (
 	// AnnotationSwitchoverLSN records the old primary's WAL position when a
 	// switchover stopped it; the replica promoted must have received it.
 	AnnotationSwitchoverLSN = "homeostat.dev/switchover-lsn"
+	// AnnotationParameters lists the spec.parameters names the operator set
+	// on every instance, so a name that leaves the spec is reset.
+	AnnotationParameters = "homeostat.dev/applied-parameters"
 
 	// FinalizerName lets the controller apply the deletion policy.
 	FinalizerName = "homeostat.dev/postgres"

@@ -114,6 +114,7 @@ func (r *PostgresReconciler) steps() []step {
 		{"Bootstrap", r.bootstrap},
 		{"Failover", r.failover},
 		{"SyncPasswords", r.syncPasswords},
+		{"ApplyParameters", r.applyParameters},
 		{"EnsurePods", r.ensurePods},
 		{"ScaleReplicas", r.scaleReplicas},
 		{"SyncReplication", r.syncReplication},

@@ -49,10 +49,11 @@ type PostgresSpec struct {
 	// +optional
 	Owner string `json:"owner,omitempty"`
 
-	// Parameters are postgresql.conf settings merged over homeostat's own,
-	// written when an instance is created (init, join, restore): a later
-	// change reaches instances created after it. Settings homeostat needs for
-	// replication and archiving cannot be overridden.
+	// Parameters are postgresql.conf settings merged over homeostat's own.
+	// New instances start with them; running ones get a change with ALTER
+	// SYSTEM and a reload, and a setting that needs a restart is reported in
+	// the ParametersApplied condition. Settings homeostat needs for
+	// replication, archiving and recovery cannot be overridden.
 	// +optional
 	Parameters map[string]string `json:"parameters,omitempty"`
 
