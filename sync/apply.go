@@ -191,6 +191,25 @@ func (e *Engine) checkKinds(defs, rest []*item) error {
 	return errors.Join(errs...)
 }
 
+// mapsCRDKind says whether the mapper resolves the kind crd defines in one
+// of its served versions.
+func (e *Engine) mapsCRDKind(crd *unstructured.Unstructured) bool {
+	group, _, _ := unstructured.NestedString(crd.Object, "spec", "group")
+	kind, _, _ := unstructured.NestedString(crd.Object, "spec", "names", "kind")
+	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
+	for _, v := range versions {
+		m, _ := v.(map[string]any)
+		name, _ := m["name"].(string)
+		if served, _ := m["served"].(bool); !served || name == "" {
+			continue
+		}
+		if _, err := e.mapper.RESTMapping(schema.GroupKind{Group: group, Kind: kind}, name); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // duplicates rejects a desired set that names one object twice: which of
 // the two would win is not something to leave to chance.
 func duplicates(items []*item) error {
@@ -547,7 +566,10 @@ func isDefinition(u *unstructured.Unstructured) bool {
 		gk == (schema.GroupKind{Kind: "Namespace"})
 }
 
-// waitEstablished waits until the CRDs among items are served.
+// waitEstablished waits until the CRDs among items are served: Established,
+// and their kinds found by the REST mapper. Discovery can lag a moment
+// behind the Established condition, and the objects of the next stage are
+// resolved through the mapper.
 func (e *Engine) waitEstablished(ctx context.Context, items []*item) error {
 	for _, it := range items {
 		if it.ref.Kind != "CustomResourceDefinition" {
@@ -562,7 +584,7 @@ func (e *Engine) waitEstablished(ctx context.Context, items []*item) error {
 			for _, c := range conds {
 				m, _ := c.(map[string]any)
 				if m["type"] == "Established" && m["status"] == "True" {
-					return true, nil
+					return e.mapsCRDKind(u), nil
 				}
 			}
 			return false, nil
