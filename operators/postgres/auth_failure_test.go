@@ -54,6 +54,19 @@ func scramServer(t *testing.T, superPassword string) (string, *sql.DB) {
 	return "127.0.0.1:" + strconv.Itoa(srv.Port), db
 }
 
+// onRealPrimary is a reconciler and the working state of pg as the steps
+// after Observe see it: primary "db-1", answering, is the real server at
+// addr, which knows superPassword.
+func onRealPrimary(t *testing.T, pg *v1alpha1.Postgres, addr, superPassword string) (*PostgresReconciler, *cluster) {
+	t.Helper()
+	r := newReconciler()
+	r.Resolve = func(context.Context, string, string) (string, error) { return addr, nil }
+	c := &cluster{pg: get(t, &v1alpha1.Postgres{}, pg.Namespace, pg.Name), password: superPassword,
+		obs: map[string]Observation{"db-1": {Reachable: true}}}
+	c.pg.Status.Primary = "db-1"
+	return r, c
+}
+
 // A real server that asks for scram passwords over TCP tells a wrong
 // password (alive, AuthFailed) apart from a server that is not there.
 func TestObserveTellsARefusedPasswordFromALostInstance(t *testing.T) {

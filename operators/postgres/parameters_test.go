@@ -23,11 +23,7 @@ func TestParametersReachRunningInstances(t *testing.T) {
 		pg.Spec.Synchronous = 0
 		pg.Spec.Parameters = map[string]string{"work_mem": "8MB", "max_connections": "120"}
 	})
-	r := newReconciler()
-	r.Resolve = func(context.Context, string, string) (string, error) { return addr, nil }
-	c := &cluster{pg: get(t, &v1alpha1.Postgres{}, ns, pg.Name), password: super,
-		obs: map[string]Observation{"db-1": {Reachable: true}}}
-	c.pg.Status.Primary = "db-1"
+	r, c := onRealPrimary(t, pg, addr, super)
 	show := func(name string) string {
 		t.Helper()
 		var v string

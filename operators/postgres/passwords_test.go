@@ -7,8 +7,6 @@ import (
 	"net"
 	"slices"
 	"testing"
-
-	"homeostat.dev/homeostat/render/api/v1alpha1"
 )
 
 // Editing a credential secret is all a rotation takes on the database side:
@@ -34,14 +32,7 @@ func TestSecretsAreTheSourceOfTruthForRolePasswords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r := newReconciler()
-	r.Resolve = func(context.Context, string, string) (string, error) { return addr, nil }
-	c := &cluster{
-		pg:       get(t, &v1alpha1.Postgres{}, ns, "db"),
-		password: super,
-		obs:      map[string]Observation{"db-1": {Reachable: true}},
-	}
-	c.pg.Status.Primary = "db-1"
+	r, c := onRealPrimary(t, pg, addr, super)
 	if err := r.syncPasswords(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
