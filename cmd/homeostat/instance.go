@@ -99,13 +99,8 @@ func newInstanceInitCommand() *cobra.Command {
 				return err
 			}
 			opts.PGData, opts.Config = f.pgdata, c
-			if opts.SuperuserPassword, err = instance.ReadSecret(superPasswordFile, envSuperuserPassword); err != nil {
-				return err
-			}
-			if opts.ReplicationPassword, err = instance.ReadSecret(f.replPasswordFile, envReplicationPassword); err != nil {
-				return err
-			}
-			if opts.OwnerPassword, err = instance.ReadSecret(appPasswordFile, envAppPassword); err != nil {
+			pw := passwordFiles{super: superPasswordFile, repl: f.replPasswordFile, app: appPasswordFile}
+			if opts.SuperuserPassword, opts.ReplicationPassword, opts.OwnerPassword, err = pw.read(); err != nil {
 				return err
 			}
 			return instance.Init(cmd.Context(), opts)
@@ -182,7 +177,8 @@ postgres starts, so a rotated secret reaches it with a restart.`,
 			if opts.PGData == "" {
 				return usageError{errors.New("--pgdata (or PGDATA) is required")}
 			}
-			if err := pw.read(&opts); err != nil {
+			var err error
+			if opts.SuperuserPassword, opts.ReplicationPassword, opts.OwnerPassword, err = pw.read(); err != nil {
 				return err
 			}
 			code, err := instance.Run(opts)
@@ -202,7 +198,9 @@ postgres starts, so a rotated secret reaches it with a restart.`,
 	return cmd
 }
 
-// passwordFiles are run's password sources: files, else the environment.
+// passwordFiles are the files holding the superuser's, the replication
+// role's and the app role's passwords; each falls back to its environment
+// variable.
 type passwordFiles struct{ super, repl, app string }
 
 func (p *passwordFiles) bind(fs *pflag.FlagSet) {
@@ -211,16 +209,15 @@ func (p *passwordFiles) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&p.app, "app-password-file", "", "file holding the application role's password (else env "+envAppPassword+")")
 }
 
-func (p *passwordFiles) read(opts *instance.RunOptions) error {
-	var err error
-	if opts.SuperuserPassword, err = instance.ReadSecret(p.super, envSuperuserPassword); err != nil {
-		return err
+func (p passwordFiles) read() (super, repl, app string, err error) {
+	if super, err = instance.ReadSecret(p.super, envSuperuserPassword); err != nil {
+		return "", "", "", err
 	}
-	if opts.ReplicationPassword, err = instance.ReadSecret(p.repl, envReplicationPassword); err != nil {
-		return err
+	if repl, err = instance.ReadSecret(p.repl, envReplicationPassword); err != nil {
+		return "", "", "", err
 	}
-	opts.OwnerPassword, err = instance.ReadSecret(p.app, envAppPassword)
-	return err
+	app, err = instance.ReadSecret(p.app, envAppPassword)
+	return super, repl, app, err
 }
 
 func newInstancePromoteCommand() *cobra.Command {

@@ -17,35 +17,36 @@ import (
 	"homeostat.dev/homeostat/backup/pgbin"
 )
 
-// login is one role whose password Run keeps in step with its secret.
-type login struct {
-	role     string
-	password string
-	// attributes a role created here gets besides LOGIN.
-	attributes string
+// Login is one role whose password follows its secret.
+type Login struct {
+	Role     string
+	Password string
+	// Attributes a role created because it was missing gets besides LOGIN
+	// (" REPLICATION").
+	Attributes string
 }
 
 // logins are the roles whose passwords were given; a role without one is
 // left alone (its password may be managed by hand).
-func (o RunOptions) logins() []login {
-	all := []login{
-		{role: o.Superuser, password: o.SuperuserPassword},
-		{role: o.ReplicationUser, password: o.ReplicationPassword, attributes: " REPLICATION"},
-		{role: o.Owner, password: o.OwnerPassword},
+func (o RunOptions) logins() []Login {
+	all := []Login{
+		{Role: o.Superuser, Password: o.SuperuserPassword},
+		{Role: o.ReplicationUser, Password: o.ReplicationPassword, Attributes: " REPLICATION"},
+		{Role: o.Owner, Password: o.OwnerPassword},
 	}
-	var out []login
+	var out []Login
 	for _, l := range all {
-		if l.role != "" && l.password != "" {
+		if l.Role != "" && l.Password != "" {
 			out = append(out, l)
 		}
 	}
 	return out
 }
 
-func roleNames(ls []login) []string {
+func roleNames(ls []Login) []string {
 	names := make([]string, len(ls))
 	for i, l := range ls {
-		names[i] = l.role
+		names[i] = l.Role
 	}
 	return names
 }
@@ -88,7 +89,7 @@ func syncPasswords(ctx context.Context, opts RunOptions, log *slog.Logger) {
 		if err != nil {
 			return // the server is gone
 		}
-		err = setPasswords(ctx, db, logins)
+		_, err = SetPasswords(ctx, db, logins, true)
 		_ = db.Close()
 		if err == nil {
 			log.Info("role passwords set from secrets", "roles", roles)
@@ -140,49 +141,79 @@ func primaryConn(ctx context.Context, pgdata, superuser string) (*sql.DB, error)
 	return db, nil
 }
 
-// setPasswords sets every login's password in one transaction, as a scram
-// verifier so no plain password reaches the server, creating a missing role
-// (a restored cluster may name another owner). The commit is only local: a
-// primary whose synchronous standbys are gone must not wait for them.
-func setPasswords(ctx context.Context, db *sql.DB, logins []login) error {
+// SetPasswords makes each login's password the one given, on the primary
+// db is connected to as a superuser, and returns the roles it wrote. A role
+// whose stored verifier was made from its password is not written (a check
+// every reconcile or start costs no catalog write); a missing role is
+// created WITH LOGIN and its Attributes when create is set (a restored
+// cluster may name another owner), else left alone. Passwords go as scram
+// verifiers, so none reaches the server. One transaction, committed only
+// locally: a primary whose synchronous standbys are gone must not wait for
+// them.
+func SetPasswords(ctx context.Context, db *sql.DB, logins []Login, create bool) ([]string, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() { _ = tx.Rollback() }()
 	if _, err := tx.ExecContext(ctx, "SET LOCAL synchronous_commit = local"); err != nil {
-		return err
+		return nil, err
 	}
+	stored, err := storedVerifiers(ctx, tx, roleNames(logins))
+	if err != nil {
+		return nil, err
+	}
+	var written []string
 	for _, l := range logins {
-		stmt, err := passwordStatement(ctx, tx, l)
+		verifier, exists := stored[l.Role]
+		if (exists && VerifierMatches(verifier, l.Password)) || (!exists && !create) {
+			continue
+		}
+		stmt, err := passwordStatement(l, exists)
 		if err != nil {
-			return fmt.Errorf("role %s: %w", l.role, err)
+			return nil, fmt.Errorf("role %s: %w", l.Role, err)
 		}
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			// The statement carries a verifier, not a password, but keep
 			// it out of errors all the same: name the first words only.
-			return fmt.Errorf("%s: %w", firstWords(stmt, 3), err)
+			return nil, fmt.Errorf("%s: %w", firstWords(stmt, 3), err)
 		}
+		written = append(written, l.Role)
 	}
-	return tx.Commit()
+	return written, tx.Commit()
+}
+
+// storedVerifiers are the password verifiers pg_authid holds for the roles
+// that exist among roles ("" for a role without a password).
+func storedVerifiers(ctx context.Context, tx *sql.Tx, roles []string) (map[string]string, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT rolname, COALESCE(rolpassword, '') FROM pg_authid WHERE rolname = ANY($1)", pq.Array(roles))
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	out := map[string]string{}
+	for rows.Next() {
+		var role, verifier string
+		if err := rows.Scan(&role, &verifier); err != nil {
+			return nil, err
+		}
+		out[role] = verifier
+	}
+	return out, rows.Err()
 }
 
 // passwordStatement is ALTER ROLE for an existing role, CREATE ROLE ... WITH
 // LOGIN for a missing one.
-func passwordStatement(ctx context.Context, tx *sql.Tx, l login) (string, error) {
-	var exists bool
-	if err := tx.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", l.role).Scan(&exists); err != nil {
-		return "", err
-	}
-	verifier, err := ScramVerifier(l.password)
+func passwordStatement(l Login, exists bool) (string, error) {
+	verifier, err := ScramVerifier(l.Password)
 	if err != nil {
 		return "", err
 	}
 	password := " PASSWORD " + pq.QuoteLiteral(verifier)
 	if exists {
-		return "ALTER ROLE " + pq.QuoteIdentifier(l.role) + " WITH" + password, nil
+		return "ALTER ROLE " + pq.QuoteIdentifier(l.Role) + " WITH" + password, nil
 	}
-	return "CREATE ROLE " + pq.QuoteIdentifier(l.role) + " WITH LOGIN" + l.attributes + password, nil
+	return "CREATE ROLE " + pq.QuoteIdentifier(l.Role) + " WITH LOGIN" + l.Attributes + password, nil
 }
 
 // sleep waits d or until ctx ends; false when ctx ended.

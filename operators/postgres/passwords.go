@@ -3,9 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"sort"
 
-	"github.com/lib/pq"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -48,61 +46,18 @@ func (r *PostgresReconciler) syncPasswords(ctx context.Context, c *cluster) erro
 	return nil
 }
 
-// setRolePasswords sets, in one transaction on the primary at addr, the
-// password of each role in want whose stored verifier was not made from it,
-// and returns those roles. Missing roles are left to instance init and run.
-// The commit is local only: a primary whose synchronous standbys are away
-// must not wait for them.
+// setRolePasswords sets, on the primary at addr, the password of each role
+// in want whose stored verifier was not made from it, and returns those
+// roles. Missing roles are left to instance init and run.
 func setRolePasswords(ctx context.Context, addr, superPassword string, want map[string]string) ([]string, error) {
 	db, err := pgConn(addr, superPassword)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = db.Close() }()
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
+	logins := make([]instance.Login, 0, len(want))
+	for _, role := range sortedKeys(want) {
+		logins = append(logins, instance.Login{Role: role, Password: want[role]})
 	}
-	defer func() { _ = tx.Rollback() }()
-	if _, err := tx.ExecContext(ctx, "SET LOCAL synchronous_commit = local"); err != nil {
-		return nil, err
-	}
-	roles := make([]string, 0, len(want))
-	for role := range want {
-		roles = append(roles, role)
-	}
-	sort.Strings(roles)
-	rows, err := tx.QueryContext(ctx, "SELECT rolname, COALESCE(rolpassword, '') FROM pg_authid WHERE rolname = ANY($1) ORDER BY rolname", pq.Array(roles))
-	if err != nil {
-		return nil, err
-	}
-	stale := map[string]bool{}
-	for rows.Next() {
-		var role, verifier string
-		if err := rows.Scan(&role, &verifier); err != nil {
-			_ = rows.Close()
-			return nil, err
-		}
-		stale[role] = !instance.VerifierMatches(verifier, want[role])
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	var changed []string
-	for _, role := range roles {
-		if !stale[role] {
-			continue
-		}
-		v, err := instance.ScramVerifier(want[role])
-		if err != nil {
-			return nil, err
-		}
-		// The statement carries a verifier, never the password; errors name
-		// the role only.
-		if _, err := tx.ExecContext(ctx, "ALTER ROLE "+pq.QuoteIdentifier(role)+" WITH PASSWORD "+pq.QuoteLiteral(v)); err != nil {
-			return nil, fmt.Errorf("alter role %s: %w", role, err)
-		}
-		changed = append(changed, role)
-	}
-	return changed, tx.Commit()
+	return instance.SetPasswords(ctx, db, logins, false)
 }
