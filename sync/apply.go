@@ -170,9 +170,7 @@ func (e *Engine) checkKinds(defs, rest []*item) error {
 	defined := map[schema.GroupKind]bool{}
 	for _, d := range defs {
 		if d.obj.GetKind() == "CustomResourceDefinition" {
-			group, _, _ := unstructured.NestedString(d.obj.Object, "spec", "group")
-			kind, _, _ := unstructured.NestedString(d.obj.Object, "spec", "names", "kind")
-			defined[schema.GroupKind{Group: group, Kind: kind}] = true
+			defined[crdGroupKind(d.obj)] = true
 		}
 	}
 	var errs []error
@@ -191,11 +189,17 @@ func (e *Engine) checkKinds(defs, rest []*item) error {
 	return errors.Join(errs...)
 }
 
+// crdGroupKind is the kind a CustomResourceDefinition defines.
+func crdGroupKind(crd *unstructured.Unstructured) schema.GroupKind {
+	group, _, _ := unstructured.NestedString(crd.Object, "spec", "group")
+	kind, _, _ := unstructured.NestedString(crd.Object, "spec", "names", "kind")
+	return schema.GroupKind{Group: group, Kind: kind}
+}
+
 // mapsCRDKind says whether the mapper resolves the kind crd defines in one
 // of its served versions.
 func (e *Engine) mapsCRDKind(crd *unstructured.Unstructured) bool {
-	group, _, _ := unstructured.NestedString(crd.Object, "spec", "group")
-	kind, _, _ := unstructured.NestedString(crd.Object, "spec", "names", "kind")
+	gk := crdGroupKind(crd)
 	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
 	for _, v := range versions {
 		m, _ := v.(map[string]any)
@@ -203,7 +207,7 @@ func (e *Engine) mapsCRDKind(crd *unstructured.Unstructured) bool {
 		if served, _ := m["served"].(bool); !served || name == "" {
 			continue
 		}
-		if _, err := e.mapper.RESTMapping(schema.GroupKind{Group: group, Kind: kind}, name); err == nil {
+		if _, err := e.mapper.RESTMapping(gk, name); err == nil {
 			return true
 		}
 	}

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -202,12 +201,7 @@ func initArgs(pg *v1alpha1.Postgres) []string {
 // parameterArgs are the user's parameters as --parameter flags, sorted.
 func parameterArgs(pg *v1alpha1.Postgres) []string {
 	var args []string
-	keys := make([]string, 0, len(pg.Spec.Parameters))
-	for k := range pg.Spec.Parameters {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range sortedKeys(pg.Spec.Parameters) {
 		args = append(args, "--parameter", k+"="+pg.Spec.Parameters[k])
 	}
 	return args
