@@ -47,13 +47,9 @@ const pgStatusBackups = 5
 // its conditions; now makes ages reproducible in tests.
 func printPGStatus(w io.Writer, pg *v1alpha1.Postgres, backups []v1alpha1.Backup, now time.Time) error {
 	st := pg.Status
-	image := pg.Spec.Image
-	if image == "" {
-		image = "postgres:" + pg.Spec.Version
-	}
 	fmt.Fprintf(w, "Postgres %s/%s  %s  primary %s  %d/%d ready\n", pg.Namespace, pg.Name,
 		orDash(st.Phase), orDash(st.Primary), st.ReadyInstances, pg.Spec.Instances)
-	fmt.Fprintf(w, "Image %s  storage %s  synchronous %d\n", image, pg.Spec.Storage.Size, pg.Spec.Synchronous)
+	fmt.Fprintf(w, "Image %s  storage %s  synchronous %d\n", postgres.Image(pg), pg.Spec.Storage.Size, pg.Spec.Synchronous)
 	fmt.Fprintf(w, "Services %s (read-write)  %s (read-only)\n\n", postgres.RWService(pg.Name), postgres.ROService(pg.Name))
 
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -103,8 +103,9 @@ func JobName(instance, kind string) string { return instance + "-" + kind }
 // BackupJobName is the name of the Job that carries out a Backup.
 func BackupJobName(backup string) string { return backup + "-push" }
 
-// image is the PostgreSQL image of a cluster.
-func image(pg *v1alpha1.Postgres) string {
+// Image is the PostgreSQL image of a cluster: spec.image, else the official
+// postgres image of spec.version.
+func Image(pg *v1alpha1.Postgres) string {
 	if pg.Spec.Image != "" {
 		return pg.Spec.Image
 	}

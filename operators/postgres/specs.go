@@ -258,7 +258,7 @@ func podSpec(pg *v1alpha1.Postgres, instance string, args []string, o Options) c
 		}},
 		Containers: []corev1.Container{{
 			Name:         "postgres",
-			Image:        image(pg),
+			Image:        Image(pg),
 			Command:      args,
 			Env:          instanceEnv(pg),
 			VolumeMounts: mounts,
