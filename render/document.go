@@ -172,7 +172,7 @@ func syntaxErrorLine(data []byte) int {
 		if strings.Contains(err.Error(), "did not find expected") {
 			line++
 		}
-		if lines := bytes.Count(data, []byte("\n")) + 1; line > lines {
+		if lines := bytes.Count(bytes.TrimSuffix(data, []byte("\n")), []byte("\n")) + 1; line > lines {
 			line = lines
 		}
 		return line

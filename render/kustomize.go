@@ -1,10 +1,14 @@
 package render
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"io/fs"
+	"os"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -23,6 +27,10 @@ type kustomization struct {
 	refs []string
 	// bad is set when its file or one of its references has a problem.
 	bad bool
+	// component is a kind: Component, which builds only inside another.
+	component bool
+	// queued marks one linked or waiting to be.
+	queued bool
 }
 
 // referenceFields hold folders or files that kustomize loads as resources;
@@ -32,7 +40,7 @@ var referenceFields = []string{"resources", "bases", "components", "generators",
 // buildKustomizations builds every root kustomization (one no other
 // kustomization uses) from an in-memory copy of the tree.
 func buildKustomizations(fsys fs.FS, t *tree) ([]document, []Problem) {
-	problems := t.linkKustomizations(fsys)
+	var problems []Problem
 	referenced := map[string]bool{}
 	for _, k := range t.kustomizations {
 		for _, r := range k.refs {
@@ -41,12 +49,14 @@ func buildKustomizations(fsys fs.FS, t *tree) ([]document, []Problem) {
 	}
 	var roots []*kustomization
 	for _, k := range t.kustomizations {
-		if !referenced[k.dir] {
+		// Roots are under the rendered folder; a component nothing uses
+		// cannot build alone, and kustomize build of its parent skips it.
+		if !referenced[k.dir] && !k.component && t.inDir(k.dir) {
 			roots = append(roots, k)
 		}
 	}
 	sort.Slice(roots, func(i, j int) bool { return roots[i].dir < roots[j].dir })
-	problems = append(problems, t.unreachable(roots)...)
+	problems = append(problems, t.unreachable(referenced)...)
 
 	var mem filesys.FileSystem
 	var docs []document
@@ -62,11 +72,27 @@ func buildKustomizations(fsys fs.FS, t *tree) ([]document, []Problem) {
 				return nil, append(problems, ps...)
 			}
 		}
-		ds, ps := runKustomize(mem, t.top, k)
+		ds, ps := runKustomize(mem, topNames(t.files), k)
 		docs = append(docs, ds...)
 		problems = append(problems, ps...)
 	}
 	return docs, problems
+}
+
+// inDir reports whether a folder is the rendered one or under it.
+func (t *tree) inDir(folder string) bool {
+	return t.dir == "." || folder == t.dir || strings.HasPrefix(folder, t.dir+"/")
+}
+
+// topNames are the names at the top of the tree, to recognise its paths in
+// kustomize's messages.
+func topNames(files []string) map[string]bool {
+	top := map[string]bool{}
+	for _, f := range files {
+		name, _, _ := strings.Cut(f, "/")
+		top[name] = true
+	}
+	return top
 }
 
 // broken reports whether a kustomization, or one it uses, has a bad
@@ -88,63 +114,154 @@ func (t *tree) broken(dir string, seen map[string]bool) bool {
 	return false
 }
 
-// linkKustomizations reads each kustomization file for the folders it
-// uses, and the manifests outside its own folder it reads, so those are not
-// read twice.
+// linkKustomizations reads each kustomization file under dir for the
+// folders it uses (following them anywhere in the repository, so that
+// clusters/prod may use ../../apps/prod), and the files outside its own
+// folder it reads, so those are not read twice.
 func (t *tree) linkKustomizations(fsys fs.FS) []Problem {
 	var problems []Problem
-	dirs := make([]string, 0, len(t.kustomizations))
-	for dir := range t.kustomizations {
-		dirs = append(dirs, dir)
+	queue := make([]string, 0, len(t.kustomizations))
+	for dir, k := range t.kustomizations {
+		k.queued = true
+		queue = append(queue, dir)
 	}
-	sort.Strings(dirs)
-	isFile := map[string]bool{}
-	for _, f := range t.files {
-		isFile[f] = true
-	}
-	for _, dir := range dirs {
-		k := t.kustomizations[dir]
-		spec, p := readKustomization(fsys, k.file)
+	sort.Strings(queue)
+	for len(queue) > 0 {
+		k := t.kustomizations[queue[0]]
+		queue = queue[1:]
+		spec, node, p := readKustomization(fsys, k.file)
 		if p != nil {
 			problems = append(problems, *p)
 			k.bad = true
 			continue
 		}
-		ps := t.linkReferences(fsys, k, spec, isFile)
+		k.component = spec["kind"] == "Component"
+		t.warnings = append(t.warnings, deprecations(k.file, spec, node)...)
+		refs := len(k.refs)
+		ps := t.linkReferences(fsys, k, spec, node)
 		if len(ps) > 0 {
 			problems = append(problems, ps...)
 			k.bad = true
 		}
-		// Patches, generator files and the like outside the folder.
-		eachString(spec, 0, func(s string) {
-			s = s[strings.Index(s, "=")+1:] // configMapGenerator files: key=path
-			if target, inside := resolve(dir, s); inside && isFile[target] && !strings.HasPrefix(target, dir+"/") {
-				t.consumed[target] = true
+		for _, r := range k.refs[refs:] {
+			if !t.kustomizations[r].queued {
+				t.kustomizations[r].queued = true
+				queue = append(queue, r)
 			}
-		})
+		}
+		t.linkFiles(fsys, k, spec)
 	}
 	return problems
 }
 
-func readKustomization(fsys fs.FS, file string) (map[string]interface{}, *Problem) {
+// linkFiles marks patches, generator files and the like that a
+// kustomization reads from outside its folder.
+func (t *tree) linkFiles(fsys fs.FS, k *kustomization, spec map[string]interface{}) {
+	eachString(spec, 0, func(s string) {
+		s = s[strings.Index(s, "=")+1:] // configMapGenerator files: key=path
+		target, inside := resolve(k.dir, s)
+		if inside && !strings.HasPrefix(target, k.dir+"/") && t.isFile(fsys, target) {
+			t.consumed[target] = true
+		}
+	})
+}
+
+// isFile reports a regular file of the repository (never a symbolic link),
+// adding it to the files kustomize sees.
+func (t *tree) isFile(fsys fs.FS, p string) bool {
+	if t.fileSet[p] {
+		return true
+	}
+	if !fs.ValidPath(p) || slices.Contains(strings.Split(p, "/"), ".git") {
+		return false
+	}
+	info, err := fs.Lstat(fsys, p)
+	if err != nil || !info.Mode().IsRegular() {
+		return false
+	}
+	t.addFile(p)
+	return true
+}
+
+// kustomizationIn returns the kustomization of a folder, finding one
+// outside dir on first use.
+func (t *tree) kustomizationIn(fsys fs.FS, folder string) *kustomization {
+	if k, ok := t.kustomizations[folder]; ok {
+		return k
+	}
+	for _, name := range []string{"kustomization.yaml", "kustomization.yml", "Kustomization"} {
+		f := path.Join(folder, name)
+		if info, err := fs.Lstat(fsys, f); err == nil && info.Mode().IsRegular() {
+			k := &kustomization{dir: folder, file: f}
+			t.kustomizations[folder] = k
+			t.addFolder(fsys, folder)
+			return k
+		}
+	}
+	return nil
+}
+
+// deprecations are kustomize's own warnings about deprecated fields, which
+// it would otherwise print on stderr: notes, not problems.
+func deprecations(file string, spec map[string]interface{}, node *yaml.Node) []Problem {
+	data, err := yaml.Marshal(spec)
+	if err != nil {
+		return nil
+	}
+	var k types.Kustomization
+	if k.Unmarshal(data) != nil {
+		return nil
+	}
+	msgs := k.CheckDeprecatedFields()
+	if msgs == nil {
+		return nil
+	}
+	d := &document{src: Source{File: file, Line: 1}, node: node}
+	var out []Problem
+	for _, m := range *msgs {
+		m = strings.TrimPrefix(m, "# Warning: ")
+		var at fieldPath
+		if i := strings.Index(m, "'"); i >= 0 {
+			if j := strings.Index(m[i+1:], "'"); j > 0 {
+				at = field(m[i+1 : i+1+j])
+			}
+		}
+		out = append(out, Problem{File: file, Line: d.lineOf(at), Message: m})
+	}
+	return out
+}
+
+func readKustomization(fsys fs.FS, file string) (map[string]interface{}, *yaml.Node, *Problem) {
 	data, err := fs.ReadFile(fsys, file)
 	if err != nil {
-		return nil, &Problem{File: file, Message: "cannot read: " + err.Error()}
+		return nil, nil, &Problem{File: file, Message: "cannot read: " + err.Error()}
 	}
+	var root yaml.Node
 	var spec map[string]interface{}
-	if err := yaml.Unmarshal(data, &spec); err != nil {
-		p := yamlProblem(file, err)
-		return nil, &p
+	err = yaml.Unmarshal(data, &root)
+	if err == nil {
+		err = root.Decode(&spec)
 	}
-	return spec, nil
+	if err != nil {
+		p := yamlProblem(file, err)
+		if line := syntaxErrorLine(data); line > 0 {
+			p.Line = line
+		}
+		return nil, nil, &p
+	}
+	var node *yaml.Node
+	if len(root.Content) > 0 {
+		node = root.Content[0]
+	}
+	return spec, node, nil
 }
 
 // linkReferences records what one kustomization uses: kustomization
 // folders become its refs, files are consumed; anything not in the tree is a
 // problem, because render never fetches.
-func (t *tree) linkReferences(fsys fs.FS, k *kustomization, spec map[string]interface{}, isFile map[string]bool) []Problem {
+func (t *tree) linkReferences(fsys fs.FS, k *kustomization, spec map[string]interface{}, node *yaml.Node) []Problem {
 	var problems []Problem
-	d := &document{src: Source{File: k.file}}
+	d := &document{src: Source{File: k.file, Line: 1}, node: node}
 	for _, refField := range referenceFields {
 		entries, _ := spec[refField].([]interface{})
 		for i, e := range entries {
@@ -159,10 +276,10 @@ func (t *tree) linkReferences(fsys fs.FS, k *kustomization, spec map[string]inte
 				problems = append(problems, d.problem(at, "%q: remote resources are not supported; render reads only the repository", ref))
 			case !inside:
 				problems = append(problems, d.problem(at, "%q is outside the repository", ref))
-			case isFile[target]:
+			case t.isFile(fsys, target):
 				t.consumed[target] = true
 			case isDir(fsys, target):
-				if _, ok := t.kustomizations[target]; ok {
+				if r := t.kustomizationIn(fsys, target); r != nil {
 					k.refs = append(k.refs, target)
 				}
 			default:
@@ -208,7 +325,7 @@ func eachString(v interface{}, depth int, f func(string)) {
 
 // unreachable reports kustomizations that are used only by each other, in a
 // cycle, and so would never be built.
-func (t *tree) unreachable(roots []*kustomization) []Problem {
+func (t *tree) unreachable(referenced map[string]bool) []Problem {
 	seen := map[string]bool{}
 	var visit func(dir string)
 	visit = func(dir string) {
@@ -220,8 +337,10 @@ func (t *tree) unreachable(roots []*kustomization) []Problem {
 			visit(r)
 		}
 	}
-	for _, r := range roots {
-		visit(r.dir)
+	for dir := range t.kustomizations {
+		if !referenced[dir] {
+			visit(dir)
+		}
 	}
 	var problems []Problem
 	for dir, k := range t.kustomizations {
@@ -271,7 +390,9 @@ func runKustomize(mem filesys.FileSystem, top map[string]bool, k *kustomization)
 	if k.dir == "." {
 		root = "/"
 	}
+	restore := quietDeprecations()
 	resources, err := krusty.MakeKustomizer(opts).Run(mem, root)
+	restore()
 	if err != nil {
 		return nil, []Problem{{File: k.file, Message: "kustomize: " + treePaths(err.Error(), top)}}
 	}
@@ -318,4 +439,34 @@ func describeObject(obj map[string]interface{}) string {
 		name = ns + "/" + name
 	}
 	return strings.TrimSpace(kind + " " + name)
+}
+
+// quietDeprecations keeps kustomize's deprecation notes, which it prints
+// straight to os.Stderr, off stderr while it builds: render returns them as
+// warnings with a line instead (see deprecations). Everything else written to
+// os.Stderr meanwhile is passed through. Callers hold kustomizeMu.
+func quietDeprecations() (restore func()) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return func() {}
+	}
+	orig := os.Stderr
+	os.Stderr = w
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if !strings.HasPrefix(sc.Text(), "# Warning: '") {
+				fmt.Fprintln(orig, sc.Text())
+			}
+		}
+		_, _ = io.Copy(orig, r)
+	}()
+	return func() {
+		os.Stderr = orig
+		w.Close()
+		<-done
+		r.Close()
+	}
 }

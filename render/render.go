@@ -9,26 +9,56 @@ import (
 	"homeostat.dev/homeostat/render/api/v1alpha1"
 )
 
-// Render reads every manifest of a repository tree and returns the objects it
-// describes, in a stable order: cluster-wide objects first (CRDs, Namespaces,
-// then other cluster-scoped kinds), then namespaced ones, each high-level
-// object immediately followed by its children. The same tree always renders
-// to the same objects in the same order.
+// Render renders a whole repository tree: RenderPath(fsys, ".") without its
+// warnings.
+func Render(fsys fs.FS) ([]Object, []Problem) {
+	r := RenderPath(fsys, ".")
+	return r.Objects, r.Problems
+}
+
+// Result is what RenderPath found: the objects of a good tree, or every
+// problem of a bad one, and warnings that do not stop a render (kustomize's
+// deprecated fields).
+type Result struct {
+	Objects  []Object
+	Problems []Problem
+	Warnings []Problem
+}
+
+// RenderPath reads every manifest under dir (a folder of the repository
+// tree fsys, "." for all of it) and returns the objects they describe, in a
+// stable order: cluster-wide objects first (CRDs, Namespaces, then other
+// cluster-scoped kinds), then namespaced ones, each high-level object
+// immediately followed by its children. The same tree always renders to the
+// same objects in the same order.
+//
+// The repository root, not dir, is the boundary for references: a
+// kustomization under dir may use ../../apps/production or a patch in a
+// shared folder anywhere in the tree, as Flux and kustomize allow; dir only
+// chooses what to build. Files are named relative to the repository root.
 //
 // The tree is read as follows: dot-files and dot-folders (.git, CI files) are
 // ignored; *.yaml, *.yml and *.json files hold one or more manifests; a folder
 // with a kustomization.yaml is built with kustomize and its files are not read
-// again, and a kustomization that another one uses (a base) is built only as
-// part of that one; a v1 List is expanded into its items; kinds of
-// homeostat.dev are decoded strictly, defaulted, validated and rendered to
-// their children; a namespace given to a cluster-scoped object is dropped, as
-// kubectl does.
+// again, and a kustomization that another one uses (a base or component) is
+// built only as part of that one; a kind: Component that nothing uses is
+// skipped, since a component cannot build alone; a file a kustomization reads
+// from outside its folder (a patch, a generator's env file) is not read as a
+// manifest too; a v1 List is expanded into its items; kinds of homeostat.dev
+// are decoded strictly, defaulted, validated and rendered to their children;
+// a namespace given to a cluster-scoped object is dropped, as kubectl does.
 //
-// Render reports every problem it finds. A tree with any problem is rejected
-// whole: the objects are then nil, so that a caller cannot apply half a
-// revision by mistake.
-func Render(fsys fs.FS) ([]Object, []Problem) {
-	t, problems := scanTree(fsys)
+// RenderPath reports every problem it finds, each as FILE:LINE. A tree with
+// any problem is rejected whole: the objects are then nil, so that a caller
+// cannot apply half a revision by mistake.
+func RenderPath(fsys fs.FS, dir string) Result {
+	dir, p := cleanDir(fsys, dir)
+	if p != nil {
+		return Result{Problems: []Problem{*p}}
+	}
+	t, problems := scanTree(fsys, dir)
+	// Link first: it fills the consumed set the manifest loop consults.
+	problems = append(problems, t.linkKustomizations(fsys)...)
 	var docs []document
 	for _, f := range t.manifests {
 		if t.underKustomization(f) || t.consumed[f] {
@@ -58,23 +88,50 @@ func Render(fsys fs.FS) ([]Object, []Problem) {
 	scopes := clusterScopes(units)
 	dropClusterNamespaces(units, scopes)
 	problems = append(problems, duplicates(units, scopes)...)
+	sortProblems(t.warnings)
 	if len(problems) > 0 {
-		for i := range problems {
-			// One problem, one line: FILE:LINE: message, whatever a
-			// dependency put in its error.
-			if strings.ContainsAny(problems[i].Message, "\r\n") {
-				problems[i].Message = strings.Join(strings.Fields(problems[i].Message), " ")
-			}
-		}
-		sortProblems(problems)
-		return nil, problems
+		return Result{Problems: tidyProblems(problems), Warnings: t.warnings}
 	}
 	sortUnits(units, scopes)
 	out := make([]Object, 0, len(units))
 	for _, u := range units {
 		out = append(out, u.objects...)
 	}
-	return out, nil
+	return Result{Objects: out, Warnings: t.warnings}
+}
+
+// tidyProblems makes every problem one FILE:LINE: message line, whatever a
+// dependency put in its error; a problem no line can be found for points at
+// the start of its file.
+func tidyProblems(problems []Problem) []Problem {
+	for i := range problems {
+		if strings.ContainsAny(problems[i].Message, "\r\n") {
+			problems[i].Message = strings.Join(strings.Fields(problems[i].Message), " ")
+		}
+		if problems[i].Line == 0 && problems[i].File != "" && problems[i].File != "." {
+			problems[i].Line = 1
+		}
+	}
+	sortProblems(problems)
+	return problems
+}
+
+// cleanDir turns a Sync's path ("./clusters/prod/", "/clusters/prod") into a
+// folder of the tree, refusing one that leaves it or does not exist.
+func cleanDir(fsys fs.FS, dir string) (string, *Problem) {
+	clean := path.Clean("/" + strings.TrimPrefix(dir, "./"))
+	clean = strings.TrimPrefix(clean, "/")
+	if clean == "" {
+		clean = "."
+	}
+	info, err := fs.Stat(fsys, clean)
+	switch {
+	case err != nil:
+		return "", &Problem{File: clean, Message: "path is not in the repository"}
+	case !info.IsDir():
+		return "", &Problem{File: clean, Message: "path is not a folder"}
+	}
+	return clean, nil
 }
 
 // unit is a top-level object with its children, sorted as one.
@@ -147,30 +204,37 @@ func renderList(d *document) ([]unit, []Problem) {
 	return units, problems
 }
 
-// tree is what a walk of the repository found.
+// tree is what a walk of the rendered folder, and of the kustomization
+// folders outside it that its kustomizations use, found.
 type tree struct {
-	// manifests are the *.yaml, *.yml and *.json files outside dot-folders.
+	// dir is the rendered folder ("." for the whole repository).
+	dir string
+	// manifests are the *.yaml, *.yml and *.json files under dir, outside
+	// dot-folders.
 	manifests []string
-	// files are all regular files but .git's, for kustomize, which may read
-	// dot-files (.env for a secretGenerator) and non-YAML files.
-	files []string
-	// top are the names at the top of the tree, to recognise its paths in
-	// kustomize's messages.
-	top map[string]bool
+	// files are all regular files kustomize may read, but .git's: those
+	// under dir and under the kustomization folders its kustomizations use,
+	// and files they name elsewhere. Dot-files are kept (a secretGenerator's
+	// .env), and non-YAML files.
+	files   []string
+	fileSet map[string]bool
 	// kustomizations by folder ("." for the root).
 	kustomizations map[string]*kustomization
 	// consumed are manifests outside a kustomization folder that a
 	// kustomization reads (../shared/cm.yaml); they are not read twice.
 	consumed map[string]bool
+	// warnings are kustomize's notes on deprecated fields.
+	warnings []Problem
 }
 
-func scanTree(fsys fs.FS) (*tree, []Problem) {
-	t := &tree{kustomizations: map[string]*kustomization{}, consumed: map[string]bool{}, top: map[string]bool{}}
+// scanTree walks dir for manifests, kustomizations and files.
+func scanTree(fsys fs.FS, dir string) (*tree, []Problem) {
+	t := &tree{dir: dir, kustomizations: map[string]*kustomization{}, consumed: map[string]bool{}, fileSet: map[string]bool{}}
 	var problems []Problem
-	err := fs.WalkDir(fsys, ".", func(p string, e fs.DirEntry, err error) error {
+	err := fs.WalkDir(fsys, dir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			problems = append(problems, Problem{File: p, Message: "cannot read: " + err.Error()})
-			if e != nil && e.IsDir() && p != "." {
+			if e != nil && e.IsDir() && p != dir {
 				return fs.SkipDir
 			}
 			return nil
@@ -190,9 +254,7 @@ func scanTree(fsys fs.FS) (*tree, []Problem) {
 			}
 			return nil
 		}
-		t.files = append(t.files, p)
-		top, _, _ := strings.Cut(p, "/")
-		t.top[top] = true
+		t.addFile(p)
 		if kustomizeOnly(p) {
 			return nil
 		}
@@ -211,9 +273,32 @@ func scanTree(fsys fs.FS) (*tree, []Problem) {
 		return nil
 	})
 	if err != nil {
-		problems = append(problems, Problem{File: ".", Message: "cannot walk the tree: " + err.Error()})
+		problems = append(problems, Problem{File: dir, Message: "cannot walk the tree: " + err.Error()})
 	}
 	return t, problems
+}
+
+func (t *tree) addFile(p string) {
+	if !t.fileSet[p] {
+		t.fileSet[p] = true
+		t.files = append(t.files, p)
+	}
+}
+
+// addFolder adds the regular files of a kustomization folder outside dir,
+// which kustomize may read (its resources, patches, generator files).
+func (t *tree) addFolder(fsys fs.FS, folder string) {
+	_ = fs.WalkDir(fsys, folder, func(p string, e fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return nil // kustomize reports what it cannot read
+		case e.IsDir() && e.Name() == ".git":
+			return fs.SkipDir
+		case e.Type().IsRegular():
+			t.addFile(p)
+		}
+		return nil
+	})
 }
 
 // kustomizeOnly reports a path inside a dot-folder or a dot-file: never read
@@ -246,7 +331,7 @@ func (t *tree) underKustomization(f string) bool {
 		if _, ok := t.kustomizations[dir]; ok {
 			return true
 		}
-		if dir == "." || dir == "/" {
+		if dir == t.dir || dir == "." || dir == "/" {
 			return false
 		}
 	}

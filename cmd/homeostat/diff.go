@@ -4,13 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"homeostat.dev/homeostat/render"
 	"homeostat.dev/homeostat/render/api/v1alpha1"
 	hsync "homeostat.dev/homeostat/sync"
 )
@@ -45,13 +43,16 @@ Exit codes follow kubectl diff: 0 no differences, 1 differences, 2 error.
 			if output != "text" && output != "markdown" {
 				return usageError{fmt.Errorf("--output must be text or markdown, not %q", output)}
 			}
-			objs, problems := render.Render(os.DirFS(args[0]))
-			if len(problems) > 0 {
-				for _, p := range problems {
-					fmt.Fprintln(cmd.ErrOrStderr(), p.Error())
-				}
-				return withCode(exitDiffError, errors.New(problemCount(len(problems))))
+			res, err := renderDir(args[0])
+			if err != nil {
+				return withCode(exitDiffError, fmt.Errorf("render %w", err))
 			}
+			printWarnings(cmd.ErrOrStderr(), res.Warnings)
+			if len(res.Problems) > 0 {
+				printProblems(cmd.ErrOrStderr(), res.Problems)
+				return withCode(exitDiffError, errors.New(problemCount(len(res.Problems))))
+			}
+			objs := res.Objects
 			c, eng, err := kubeClients()
 			if err != nil {
 				return withCode(exitDiffError, err)

@@ -3,7 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -19,8 +19,11 @@ func newRenderCommand() *cobra.Command {
 		Short: "Print the objects a repository tree renders to; touches no cluster",
 		Long: `Render reads a repository tree (plain YAML, kustomize folders and the
 homeostat kinds App, Postgres and Pipeline) and prints every object it
-describes, in the order sync applies them. A tree with problems prints each
-as FILE:LINE: message on stderr and exits 1; nothing is printed on stdout.`,
+describes, in the order sync applies them. PATH is built within the git
+repository around it: a kustomization may use ../../apps/prod anywhere in
+the repository, and files are named from its root. A tree with problems
+prints each as FILE:LINE: message on stderr and exits 1; nothing is printed
+on stdout. kustomize's deprecation notes are printed as warnings.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageError{fmt.Errorf("render takes exactly one PATH, got %d arguments", len(args))}
@@ -36,21 +39,16 @@ as FILE:LINE: message on stderr and exits 1; nothing is printed on stdout.`,
 			default:
 				return usageError{fmt.Errorf("--output must be yaml or json, not %q", output)}
 			}
-			root := args[0]
-			info, err := os.Stat(root)
+			res, err := renderDir(args[0])
 			if err != nil {
-				return withCode(exitFailure, fmt.Errorf("render %s: %w", root, err))
+				return withCode(exitFailure, fmt.Errorf("render %w", err))
 			}
-			if !info.IsDir() {
-				return withCode(exitFailure, fmt.Errorf("render %s: not a directory", root))
+			printWarnings(cmd.ErrOrStderr(), res.Warnings)
+			if len(res.Problems) > 0 {
+				printProblems(cmd.ErrOrStderr(), res.Problems)
+				return withCode(exitFailure, errors.New(problemCount(len(res.Problems))))
 			}
-			objs, problems := render.Render(os.DirFS(root))
-			if len(problems) > 0 {
-				for _, p := range problems {
-					fmt.Fprintln(cmd.ErrOrStderr(), p.Error())
-				}
-				return withCode(exitFailure, errors.New(problemCount(len(problems))))
-			}
+			objs := res.Objects
 			return write(cmd.OutOrStdout(), objs)
 		},
 	}
@@ -63,4 +61,16 @@ func problemCount(n int) string {
 		return "1 problem; nothing rendered"
 	}
 	return fmt.Sprintf("%d problems; nothing rendered", n)
+}
+
+func printProblems(w io.Writer, ps []render.Problem) {
+	for _, p := range ps {
+		fmt.Fprintln(w, p.Error())
+	}
+}
+
+func printWarnings(w io.Writer, ps []render.Problem) {
+	for _, p := range ps {
+		fmt.Fprintln(w, "warning: "+p.Error())
+	}
 }

@@ -53,7 +53,7 @@ func TestRenderExamplesSucceeds(t *testing.T) {
 	}
 	for _, want := range []string{"kind: Namespace", "kind: App", "kind: Deployment", "kind: Ingress",
 		"kind: HorizontalPodAutoscaler", "kind: Postgres", "kind: Pipeline", "kind: ConfigMap",
-		"# Source: status/overlays/prod/kustomization.yaml"} {
+		"# Source: examples/status/overlays/prod/kustomization.yaml"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q", want)
 		}

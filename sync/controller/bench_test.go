@@ -155,8 +155,9 @@ func BenchmarkRunnerSync1000Apps(b *testing.B) {
 }
 
 // headlessRender renders, then makes Services headless (no ClusterIP to allocate).
-func headlessRender(fsys fs.FS) ([]render.Object, []render.Problem) {
-	objs, problems := render.Render(fsys)
+func headlessRender(fsys fs.FS, dir string) ([]render.Object, []render.Problem) {
+	res := render.RenderPath(fsys, dir)
+	objs, problems := res.Objects, res.Problems
 	for _, o := range objs {
 		if o.Object.GetKind() == "Service" {
 			_ = unstructured.SetNestedField(o.Object.Object, "None", "spec", "clusterIP")

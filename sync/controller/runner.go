@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	gosync "sync"
 	"time"
@@ -64,8 +63,9 @@ type Source interface {
 	Fetch(ctx context.Context, s *v1alpha1.Sync) (Revision, error)
 }
 
-// RenderFunc renders a tree; render.Render in production.
-type RenderFunc func(fs.FS) ([]render.Object, []render.Problem)
+// RenderFunc renders a folder of a repository tree, the repository root
+// being the boundary for references; render.RenderPath in production.
+type RenderFunc func(fsys fs.FS, path string) ([]render.Object, []render.Problem)
 
 // Runner runs one sync of a Sync. Its fields are required unless noted.
 type Runner struct {
@@ -78,7 +78,7 @@ type Runner struct {
 	// NewImpersonator builds one.
 	Impersonate func(namespace, serviceAccount string) (*hsync.Engine, error)
 	Source      Source
-	// Render defaults to render.Render.
+	// Render defaults to render.RenderPath, its warnings logged.
 	Render RenderFunc
 	// Log is optional.
 	Log logr.Logger
@@ -157,15 +157,11 @@ func (r *Runner) fetch(ctx context.Context, s *v1alpha1.Sync, o *Outcome) error 
 // render turns spec.path of the revision into objects; any problem rejects
 // the whole revision, naming every file and line at fault.
 func (r *Runner) render(_ context.Context, s *v1alpha1.Sync, o *Outcome) error {
-	dir, err := subdir(o.Revision.Dir, s.Spec.Path)
-	if err != nil {
-		return err
-	}
 	renderFn := r.Render
 	if renderFn == nil {
-		renderFn = render.Render
+		renderFn = r.renderPath
 	}
-	objs, problems := renderFn(os.DirFS(dir))
+	objs, problems := renderFn(os.DirFS(o.Revision.Dir), s.Spec.Path)
 	if len(problems) > 0 {
 		msgs := make([]string, 0, len(problems))
 		for _, p := range problems {
@@ -177,18 +173,14 @@ func (r *Runner) render(_ context.Context, s *v1alpha1.Sync, o *Outcome) error {
 	return nil
 }
 
-// subdir joins a repository path, refusing one that leaves the tree.
-func subdir(root, p string) (string, error) {
-	clean := filepath.Clean("/" + strings.TrimPrefix(p, "./"))
-	dir := filepath.Join(root, clean)
-	st, err := os.Stat(dir)
-	if err != nil {
-		return "", fmt.Errorf("path %q: %w", p, err)
+// renderPath is render.RenderPath with its warnings (kustomize's deprecated
+// fields) logged.
+func (r *Runner) renderPath(fsys fs.FS, p string) ([]render.Object, []render.Problem) {
+	res := render.RenderPath(fsys, p)
+	for _, w := range res.Warnings {
+		r.Log.Info("render warning", "warning", w.Error())
 	}
-	if !st.IsDir() {
-		return "", fmt.Errorf("path %q is not a directory", p)
-	}
-	return dir, nil
+	return res.Objects, res.Problems
 }
 
 // apply applies the rendered objects. On failure the inventory keeps what
