@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -72,7 +73,7 @@ func buildKustomizations(fsys fs.FS, t *tree) ([]document, []Problem) {
 				return nil, append(problems, ps...)
 			}
 		}
-		ds, ps := runKustomize(mem, topNames(t.files), k)
+		ds, ps := runKustomize(mem, t.files, k)
 		docs = append(docs, ds...)
 		problems = append(problems, ps...)
 	}
@@ -374,7 +375,7 @@ var kustomizeMu sync.Mutex
 // runKustomize builds one root kustomization. Plugins, helm and exec
 // functions stay disabled, and load restrictions are off because the file
 // system holds only the tree.
-func runKustomize(mem filesys.FileSystem, top map[string]bool, k *kustomization) (docs []document, problems []Problem) {
+func runKustomize(mem filesys.FileSystem, files []string, k *kustomization) (docs []document, problems []Problem) {
 	kustomizeMu.Lock()
 	defer kustomizeMu.Unlock()
 	defer func() {
@@ -394,7 +395,7 @@ func runKustomize(mem filesys.FileSystem, top map[string]bool, k *kustomization)
 	resources, err := krusty.MakeKustomizer(opts).Run(mem, root)
 	restore()
 	if err != nil {
-		return nil, []Problem{{File: k.file, Message: "kustomize: " + treePaths(err.Error(), top)}}
+		return nil, []Problem{kustomizeProblem(mem, k.file, treePaths(err.Error(), topNames(files)), files)}
 	}
 	for _, r := range resources.Resources() {
 		m, err := r.Map()
@@ -411,6 +412,37 @@ func runKustomize(mem filesys.FileSystem, top map[string]bool, k *kustomization)
 		docs = append(docs, document{src: Source{File: k.file}, obj: obj, label: describeObject(obj)})
 	}
 	return docs, problems
+}
+
+var malformed = regexp.MustCompile(`MalformedYAMLError: yaml: line (\d+): (.*) in File: (\S+)$`)
+
+// kustomizeProblem points a kustomize error at the file and line it names
+// when it names a YAML error in one file of the tree (kustomize names the
+// file as the kustomization that read it wrote it); otherwise at the
+// kustomization being built.
+func kustomizeProblem(mem filesys.FileSystem, file, msg string, files []string) Problem {
+	m := malformed.FindStringSubmatch(msg)
+	if m == nil {
+		return Problem{File: file, Message: "kustomize: " + msg}
+	}
+	var found []string
+	for _, f := range files {
+		if f == m[3] || strings.HasSuffix(f, "/"+strings.TrimPrefix(m[3], "./")) {
+			found = append(found, f)
+		}
+	}
+	if len(found) != 1 {
+		return Problem{File: file, Message: "kustomize: " + msg}
+	}
+	// kustomize's parser names the line before the mistake, as yaml.v3
+	// does; render's own reading of the file knows better.
+	line, _ := strconv.Atoi(m[1])
+	if data, err := mem.ReadFile("/" + found[0]); err == nil {
+		if l := syntaxErrorLine(data); l > 0 {
+			line = l
+		}
+	}
+	return Problem{File: found[0], Line: line, Message: "invalid YAML: " + m[2] + " (read by " + file + ")"}
 }
 
 var absPath = regexp.MustCompile(`(^|[\s'"(=\[])/([^/\s'":]+)`)

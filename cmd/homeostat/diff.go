@@ -21,9 +21,10 @@ const exitDiffError = 2
 
 func newDiffCommand() *cobra.Command {
 	var syncName, namespace, targetNamespace, output string
+	var off offlineFlags
 	cmd := &cobra.Command{
-		Use:   "diff PATH",
-		Short: "Show what a sync of PATH would change in the live cluster",
+		Use:   "diff PATH | diff --base REF [--head REF] [--path P] [REPO_DIR]",
+		Short: "Show what a sync of PATH would change in the live cluster, or what a pull request changes with no cluster",
 		Long: `Diff renders PATH as render does, asks the live cluster with server-side
 dry-run what applying it would do, and prints the objects that would be
 created or changed (a unified diff each, managed fields and status left out,
@@ -31,15 +32,36 @@ Secret values masked). With --sync, objects in that Sync's inventory that
 PATH no longer renders are listed as pruned, and the diff is computed with
 the Sync's labels and target namespace.
 
-Exit codes follow kubectl diff: 0 no differences, 1 differences, 2 error.
---output markdown prints a summary fit for a pull-request comment.`,
+With --base, diff needs no cluster and never reads a kubeconfig: it renders
+--path at the base revision and at --head (the working tree when --head is
+omitted) straight from the git objects of REPO_DIR (default: the repository
+around the current directory), and prints what was added, changed and
+removed.
+
+Exit codes follow kubectl diff: 0 no differences, 1 differences, 2 error
+(a head that does not render or validate prints its FILE:LINE problems).
+--output markdown prints a summary fit for a pull-request comment (cut to
+GitHub's 65,536 characters with a note); --output json (with --base) is for
+machines.`,
 		Args: func(_ *cobra.Command, args []string) error {
+			if off.base != "" {
+				if len(args) > 1 {
+					return usageError{fmt.Errorf("diff --base takes at most one REPO_DIR, got %d arguments", len(args))}
+				}
+				return nil
+			}
+			if off.head != "" || off.path != "" {
+				return usageError{errors.New("--head and --path need --base")}
+			}
 			if len(args) != 1 {
 				return usageError{fmt.Errorf("diff takes exactly one PATH, got %d arguments", len(args))}
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if off.base != "" {
+				return runOfflineDiff(cmd, off, output, args)
+			}
 			if output != "text" && output != "markdown" {
 				return usageError{fmt.Errorf("--output must be text or markdown, not %q", output)}
 			}
@@ -97,7 +119,8 @@ Exit codes follow kubectl diff: 0 no differences, 1 differences, 2 error.
 	cmd.Flags().StringVar(&syncName, "sync", "", "name of the Sync whose inventory tells what would be pruned")
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", defaultSyncNamespace, "namespace of the --sync Sync")
 	cmd.Flags().StringVar(&targetNamespace, "target-namespace", "", `namespace for objects that name none, without --sync (default "default")`)
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or markdown")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, markdown or (with --base) json")
+	off.register(cmd)
 	return cmd
 }
 
