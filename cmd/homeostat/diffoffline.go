@@ -25,9 +25,11 @@ func (f *offlineFlags) register(cmd *cobra.Command) {
 // client, so it reads no kubeconfig.
 func runOfflineDiff(cmd *cobra.Command, f offlineFlags, output string, args []string) error {
 	write := map[string]func(*cobra.Command, review.Report) error{
-		"text":     func(c *cobra.Command, r review.Report) error { return review.WriteText(c.OutOrStdout(), r) },
-		"markdown": func(c *cobra.Command, r review.Report) error { return review.WriteMarkdown(c.OutOrStdout(), r, review.CommentLimit) },
-		"json":     func(c *cobra.Command, r review.Report) error { return review.WriteJSON(c.OutOrStdout(), r) },
+		"text": func(c *cobra.Command, r review.Report) error { return review.WriteText(c.OutOrStdout(), r) },
+		"markdown": func(c *cobra.Command, r review.Report) error {
+			return review.WriteMarkdown(c.OutOrStdout(), r, review.CommentLimit)
+		},
+		"json": func(c *cobra.Command, r review.Report) error { return review.WriteJSON(c.OutOrStdout(), r) },
 	}[output]
 	if write == nil {
 		return usageError{fmt.Errorf("--output must be text, markdown or json, not %q", output)}
