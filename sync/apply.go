@@ -34,6 +34,15 @@ type item struct {
 	ref     Ref
 	hash    string
 	body    []byte // the apply request body, hash included
+
+	live  *liveMeta // the live object's metadata; nil when it does not exist
+	send  bool      // decided: the object is written
+	drift bool      // someone else changed (or deleted) it since homeostat applied it
+	// creates is set by the dry-run: the object does not exist yet.
+	creates bool
+	// recreate is set by the dry-run: an immutable field changed and the
+	// object (or the Sync) opted in to delete and re-create it.
+	recreate bool
 }
 
 // Stages, applied in order; each waits for the one before it.
@@ -44,23 +53,144 @@ const (
 	stageChildren           // objects rendered from a high-level object
 )
 
-// Apply makes the cluster hold desired, in stages: CRDs and Namespaces (then
-// waiting for CRDs to be established), other cluster-scoped objects,
-// namespaced objects, and last the children of high-level objects, which get
-// an ownerReference to their parent. Within a stage objects are applied
-// concurrently. An object whose hash annotation matches and whose fields were
-// not taken by another manager is not sent at all; one that was changed by
-// hand is applied again and reported as drift. inv is the Sync's inventory
-// before this apply (it tells a deleted-by-hand object from a new one).
+// ApplyOptions tune one Apply.
+type ApplyOptions struct {
+	// Force re-creates every object whose change the API server refuses
+	// because an immutable field changed, as if each carried
+	// AnnotationRecreate (a Sync's spec.force).
+	Force bool
+	// BeforeWrite, when set, is called with the objects about to be written
+	// once the dry-run passed, before the first write of the definitions and
+	// before the first write of objects whose namespace or kind those
+	// definitions bring. The caller records them as owned (the inventory
+	// intent), so a process killed at any later point leaves no object it
+	// does not know about. An error stops the apply there.
+	BeforeWrite func(ctx context.Context, refs Inventory) error
+}
+
+// Apply is ApplyWith without options.
+func (e *Engine) Apply(ctx context.Context, t Target, desired []render.Object, inv Inventory) (ChangeSet, error) {
+	return e.ApplyWith(ctx, t, desired, inv, ApplyOptions{})
+}
+
+// ApplyWith makes the cluster hold desired, all or nothing: first every
+// object that will be created or changed is sent as a server-side dry-run,
+// and one refusal (an admission policy, a webhook, a quota, an invalid or
+// immutable field) fails the apply with nothing written. Then it writes in
+// stages: CRDs and Namespaces (then waiting for CRDs to be established),
+// other cluster-scoped objects, namespaced objects, and last the children of
+// high-level objects, which get an ownerReference to their parent. Objects
+// that can only be dry-run once those definitions exist (kinds a CRD of the
+// same set brings, objects in a new Namespace) are dry-run right after the
+// definitions are written and before anything else is; if one is refused,
+// the definitions this apply created are deleted again.
+//
+// Within a stage objects are written concurrently. An object whose hash
+// annotation matches and whose fields were not taken by another manager is
+// neither dry-run nor sent; one changed by hand is applied again and
+// reported as drift. inv is the Sync's inventory before this apply (it
+// tells a deleted-by-hand object from a new one).
 //
 // The returned ChangeSet lists every desired object; on error it holds what
 // was done so far, and failed objects carry their error.
-func (e *Engine) Apply(ctx context.Context, t Target, desired []render.Object, inv Inventory) (ChangeSet, error) {
+func (e *Engine) ApplyWith(ctx context.Context, t Target, desired []render.Object, inv Inventory, opts ApplyOptions) (ChangeSet, error) {
+	var cs ChangeSet
 	items, err := prepare(t, desired)
 	if err != nil {
-		return ChangeSet{}, err
+		return cs, err
 	}
-	var defs, rest []*item
+	defs, rest := splitDefinitions(items)
+	// Kinds neither the cluster nor a CRD of this set defines fail before
+	// anything is written.
+	if err := e.checkKinds(defs, rest); err != nil {
+		return cs, err
+	}
+	if err := e.resolve(t, defs); err != nil {
+		return cs, err
+	}
+	uids := map[string]types.UID{}
+	if err := e.validate(ctx, defs, inv, uids, opts, &cs); err != nil {
+		return cs, err
+	}
+	ready, later := e.splitReady(t, rest, createdNamespaces(defs))
+	if err := e.resolve(t, ready); err != nil {
+		return cs, err
+	}
+	if err := duplicates(append(append([]*item(nil), defs...), ready...)); err != nil {
+		return cs, err
+	}
+	if err := e.validate(ctx, ready, inv, uids, opts, &cs); err != nil {
+		return cs, err
+	}
+	if err := e.beforeWrite(ctx, opts, defs, ready); err != nil {
+		return cs, err
+	}
+	if err := e.writeStage(ctx, defs, inv, uids, &cs); err != nil {
+		return cs, err
+	}
+	if err := e.waitEstablished(ctx, defs); err != nil {
+		return cs, err
+	}
+	if len(later) > 0 {
+		if err := e.validateLater(ctx, t, defs, ready, later, inv, uids, opts, &cs); err != nil {
+			return cs, err
+		}
+	}
+	stages := byStage(append(ready, later...))
+	for s := stageCluster; s <= stageChildren; s++ {
+		if s == stageChildren {
+			if err := relinkChildren(stages[s], uids); err != nil {
+				return cs, err
+			}
+		}
+		if err := e.writeStage(ctx, stages[s], inv, uids, &cs); err != nil {
+			return cs, err
+		}
+	}
+	return cs, nil
+}
+
+// validateLater resolves, decides and dry-runs the objects that needed this
+// set's definitions to exist; on a refusal it deletes the definitions this
+// apply created, so the revision leaves nothing behind.
+func (e *Engine) validateLater(ctx context.Context, t Target, defs, ready, later []*item, inv Inventory, uids map[string]types.UID, opts ApplyOptions, cs *ChangeSet) error {
+	if err := e.resolve(t, later); err != nil {
+		return e.undoDefinitions(ctx, defs, err)
+	}
+	all := append(append(append([]*item(nil), defs...), ready...), later...)
+	if err := duplicates(all); err != nil {
+		return e.undoDefinitions(ctx, defs, err)
+	}
+	if err := e.validate(ctx, later, inv, uids, opts, cs); err != nil {
+		return e.undoDefinitions(ctx, defs, err)
+	}
+	return e.beforeWrite(ctx, opts, nil, later)
+}
+
+// beforeWrite hands the objects about to be written to opts.BeforeWrite.
+func (e *Engine) beforeWrite(ctx context.Context, opts ApplyOptions, groups ...[]*item) error {
+	if opts.BeforeWrite == nil {
+		return nil
+	}
+	var refs Inventory
+	for _, g := range groups {
+		for _, it := range g {
+			if it.send {
+				refs = append(refs, it.ref)
+			}
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	if err := opts.BeforeWrite(ctx, refs); err != nil {
+		return fmt.Errorf("record the inventory before writing: %w", err)
+	}
+	return nil
+}
+
+// splitDefinitions separates CRDs and Namespaces from the rest.
+func splitDefinitions(items []*item) (defs, rest []*item) {
 	for _, it := range items {
 		if isDefinition(it.obj) {
 			defs = append(defs, it)
@@ -68,32 +198,13 @@ func (e *Engine) Apply(ctx context.Context, t Target, desired []render.Object, i
 			rest = append(rest, it)
 		}
 	}
-	var cs ChangeSet
-	// Kinds neither the cluster nor a CRD of this set defines fail before
-	// anything is written.
-	if err := e.checkKinds(defs, rest); err != nil {
-		return cs, err
-	}
-	uids := map[string]types.UID{}
-	if len(defs) > 0 {
-		if err := e.resolve(t, defs); err != nil {
-			return cs, err
-		}
-		if err := e.applyStage(ctx, defs, inv, uids, &cs); err != nil {
-			return cs, err
-		}
-		if err := e.waitEstablished(ctx, defs); err != nil {
-			return cs, err
-		}
-	}
-	if err := e.resolve(t, rest); err != nil {
-		return cs, err
-	}
-	if err := duplicates(items); err != nil {
-		return cs, err
-	}
+	return defs, rest
+}
+
+// byStage sorts resolved non-definition objects into their stages.
+func byStage(items []*item) [][]*item {
 	stages := make([][]*item, stageChildren+1)
-	for _, it := range rest {
+	for _, it := range items {
 		s := stageObjects
 		switch {
 		case it.owner != nil:
@@ -103,17 +214,43 @@ func (e *Engine) Apply(ctx context.Context, t Target, desired []render.Object, i
 		}
 		stages[s] = append(stages[s], it)
 	}
-	for s := stageCluster; s <= stageChildren; s++ {
-		if s == stageChildren {
-			if err := linkOwners(stages[s], uids); err != nil {
-				return cs, err
-			}
+	return stages
+}
+
+// splitReady separates the objects the cluster can judge now from those
+// that need this set's definitions first: kinds the cluster does not serve
+// yet, and objects in a Namespace the set creates.
+func (e *Engine) splitReady(t Target, items []*item, newNamespaces map[string]bool) (ready, later []*item) {
+	for _, it := range items {
+		gvk := it.obj.GroupVersionKind()
+		m, err := e.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			later = append(later, it)
+			continue
 		}
-		if err := e.applyStage(ctx, stages[s], inv, uids, &cs); err != nil {
-			return cs, err
+		ns := it.obj.GetNamespace()
+		if ns == "" {
+			ns = t.DefaultNamespace
+		}
+		if m.Scope.Name() == meta.RESTScopeNameNamespace && newNamespaces[ns] {
+			later = append(later, it)
+			continue
+		}
+		ready = append(ready, it)
+	}
+	return ready, later
+}
+
+// createdNamespaces are the Namespaces among defs that the dry-run found
+// missing: nothing can be dry-run in them before they exist.
+func createdNamespaces(defs []*item) map[string]bool {
+	out := map[string]bool{}
+	for _, it := range defs {
+		if it.ref.Kind == "Namespace" && it.creates {
+			out[it.ref.Name] = true
 		}
 	}
-	return cs, nil
+	return out
 }
 
 // prepare copies the desired objects and labels them as the Sync's (a
@@ -229,8 +366,13 @@ func duplicates(items []*item) error {
 	return errors.Join(errs...)
 }
 
-// linkOwners points each child at its parent, which an earlier stage applied.
-func linkOwners(items []*item, uids map[string]types.UID) error {
+// placeholderUID stands for the UID of a parent that does not exist yet
+// while its children are dry-run; the write links the real one.
+const placeholderUID = types.UID("00000000-0000-0000-0000-000000000000")
+
+// linkOwners points each child at its parent, which an earlier stage
+// applied. With planned set, a parent not applied yet gets placeholderUID.
+func linkOwners(items []*item, uids map[string]types.UID, planned bool) error {
 	var errs []error
 	for _, it := range items {
 		gv, err := schema.ParseGroupVersion(it.owner.APIVersion)
@@ -244,6 +386,9 @@ func linkOwners(items []*item, uids map[string]types.UID) error {
 		}
 		parent := Ref{Group: gv.Group, Kind: it.owner.Kind, Namespace: ns, Name: it.owner.Name}
 		uid, ok := uids[parent.ID()]
+		if !ok && planned {
+			uid, ok = placeholderUID, true
+		}
 		if !ok {
 			errs = append(errs, fmt.Errorf("%s: owner %s of %s was not applied", it.src, parent, it.ref))
 			continue
@@ -254,6 +399,26 @@ func linkOwners(items []*item, uids map[string]types.UID) error {
 		}})
 	}
 	return errors.Join(errs...)
+}
+
+// relinkChildren links children to their parents' real UIDs and hashes them
+// again; a child whose parent was (re)created is written even if the
+// dry-run planned it unchanged.
+func relinkChildren(items []*item, uids map[string]types.UID) error {
+	if err := linkOwners(items, uids, false); err != nil {
+		return err
+	}
+	for _, it := range items {
+		h, body, err := hashObject(it.obj)
+		if err != nil {
+			return fmt.Errorf("%s: hash %s: %w", it.src, it.ref, err)
+		}
+		it.hash, it.body = h, body
+		if it.live == nil || it.live.hash != h {
+			it.send = true
+		}
+	}
+	return nil
 }
 
 // hashPlaceholder stands for the hash while the object is hashed, so the
@@ -283,9 +448,10 @@ func hashObject(u *unstructured.Unstructured) (string, []byte, error) {
 	return h, body, nil
 }
 
-// applyStage applies one stage's objects concurrently and records the
-// results (and the UIDs children need) into cs and uids.
-func (e *Engine) applyStage(ctx context.Context, items []*item, inv Inventory, uids map[string]types.UID, cs *ChangeSet) error {
+// decide hashes items, reads their live metadata (one list per kind, or
+// the watch cache) and marks those that must be written: missing, changed
+// in git, or drifted.
+func (e *Engine) decide(ctx context.Context, items []*item, inv Inventory) error {
 	if len(items) == 0 {
 		return nil
 	}
@@ -300,6 +466,45 @@ func (e *Engine) applyStage(ctx context.Context, items []*item, inv Inventory, u
 	if err != nil {
 		return err
 	}
+	errs := make([]error, len(items))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.concurrency)
+	for i, it := range items {
+		it.live = live[it.ref.ID()]
+		g.Go(func() error {
+			errs[i] = e.decideOne(gctx, it, inv)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return errors.Join(errs...)
+}
+
+// decideOne decides whether one object needs writing.
+func (e *Engine) decideOne(ctx context.Context, it *item, inv Inventory) error {
+	switch lv := it.live; {
+	case lv == nil:
+		// Missing although we applied it before: deleted by hand.
+		it.send, it.drift = true, inv.Contains(it.ref)
+	case lv.hash != it.hash:
+		// Git changed (or the object is not yet ours).
+		it.send = true
+	default:
+		d, err := e.hasDrifted(ctx, it, lv)
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", it.src, it.ref, err)
+		}
+		it.send, it.drift = d, d
+	}
+	return nil
+}
+
+// writeStage writes one stage's objects concurrently and records the
+// results (and the UIDs children need) into cs and uids.
+func (e *Engine) writeStage(ctx context.Context, items []*item, inv Inventory, uids map[string]types.UID, cs *ChangeSet) error {
+	if len(items) == 0 {
+		return nil
+	}
 	changes := make([]Change, len(items))
 	newUIDs := make([]types.UID, len(items))
 	sent := make([]string, len(items))
@@ -307,25 +512,12 @@ func (e *Engine) applyStage(ctx context.Context, items []*item, inv Inventory, u
 	g.SetLimit(e.concurrency)
 	for i, it := range items {
 		g.Go(func() error {
-			changes[i], newUIDs[i], sent[i] = e.applyOne(gctx, it, live[it.ref.ID()], inv)
+			changes[i], newUIDs[i], sent[i] = e.writeOne(gctx, it)
 			return nil
 		})
 	}
 	_ = g.Wait()
-	if e.meta != nil {
-		// The next sync reads the cluster from watches: let them see these writes.
-		var objs []written
-		for i, rv := range sent {
-			if n, err := strconv.ParseUint(rv, 10, 64); err == nil {
-				key := items[i].ref.Name
-				if items[i].ref.Namespace != "" {
-					key = items[i].ref.Namespace + "/" + key
-				}
-				objs = append(objs, written{gvk: items[i].ref.GVK(), key: key, rv: n})
-			}
-		}
-		e.caughtUp(ctx, objs)
-	}
+	e.catchUp(ctx, items, sent)
 	var failed []string
 	for i, c := range changes {
 		cs.Add(c)
@@ -344,6 +536,25 @@ func (e *Engine) applyStage(ctx context.Context, items []*item, inv Inventory, u
 	return nil
 }
 
+// catchUp lets the watches see the writes just made, so the next sync,
+// which reads the cluster from them, does not take its own writes for drift.
+func (e *Engine) catchUp(ctx context.Context, items []*item, sent []string) {
+	if e.meta == nil {
+		return
+	}
+	var objs []written
+	for i, rv := range sent {
+		if n, err := strconv.ParseUint(rv, 10, 64); err == nil {
+			key := items[i].ref.Name
+			if items[i].ref.Namespace != "" {
+				key = items[i].ref.Namespace + "/" + key
+			}
+			objs = append(objs, written{gvk: items[i].ref.GVK(), key: key, rv: n})
+		}
+	}
+	e.caughtUp(ctx, objs)
+}
+
 // listSome joins the first n messages and counts the rest, so that a
 // thousand failures make a readable condition message.
 func listSome(msgs []string, n int) string {
@@ -353,29 +564,22 @@ func listSome(msgs []string, n int) string {
 	return fmt.Sprintf("%s; and %d more", strings.Join(msgs[:n], "; "), len(msgs)-n)
 }
 
-// applyOne decides whether an object needs sending and sends it; it
-// returns the change, the object's UID and, if it was sent, the
-// resourceVersion the server answered with.
-func (e *Engine) applyOne(ctx context.Context, it *item, lv *liveMeta, inv Inventory) (Change, types.UID, string) {
+// writeOne sends an object decide marked (re-creating it first when the
+// dry-run said so); it returns the change, the object's UID and, if it was
+// sent, the resourceVersion the server answered with.
+func (e *Engine) writeOne(ctx context.Context, it *item) (Change, types.UID, string) {
 	c := Change{Ref: it.ref, Source: it.src}
-	drift := false
-	switch {
-	case lv == nil:
-		// Missing although we applied it before: deleted by hand.
-		drift = inv.Contains(it.ref)
-	case lv.hash != it.hash:
-		// Git changed (or the object is not yet ours): apply.
-	default:
-		d, err := e.hasDrifted(ctx, it, lv)
-		if err != nil {
+	if !it.send {
+		c.Action = Unchanged
+		return c, it.live.uid, ""
+	}
+	lv := it.live
+	if it.recreate {
+		if err := e.deleteForRecreate(ctx, it); err != nil {
 			c.Action, c.Err = Failed, err.Error()
 			return c, "", ""
 		}
-		if !d {
-			c.Action = Unchanged
-			return c, lv.uid, ""
-		}
-		drift = true
+		lv = nil
 	}
 	res, err := e.patchWithRetry(ctx, it)
 	if err != nil {
@@ -383,16 +587,15 @@ func (e *Engine) applyOne(ctx context.Context, it *item, lv *liveMeta, inv Inven
 		return c, "", ""
 	}
 	e.rememberFields(it.ref.ID(), res.fieldsHash)
+	c.Drift, c.Recreated = it.drift, it.recreate
 	switch {
 	case res.created:
 		c.Action = Created
 	case lv != nil && lv.resourceVersion == res.resourceVersion:
-		c.Action = Unchanged
-		drift = false
+		c.Action, c.Drift = Unchanged, false
 	default:
 		c.Action = Configured
 	}
-	c.Drift = drift
 	return c, res.uid, res.resourceVersion
 }
 
@@ -484,7 +687,7 @@ func (e *Engine) patch(ctx context.Context, it *item, dryRun bool) (*patchResult
 	var code int
 	raw, err := req.Do(ctx).StatusCode(&code).Raw()
 	if err != nil {
-		return nil, err
+		return nil, statusError(raw, err)
 	}
 	var out struct {
 		Metadata metav1.ObjectMeta `json:"metadata"`

@@ -28,7 +28,11 @@ const (
 	Configured Action = "configured"
 	Unchanged  Action = "unchanged"
 	Pruned     Action = "pruned"
-	Failed     Action = "failed"
+	// Kept is an object prune left in place although it left git: a
+	// Namespace holding objects homeostat did not apply (Err says which).
+	// The Sync still owns it, so a later sync prunes it once it is empty.
+	Kept   Action = "kept"
+	Failed Action = "failed"
 )
 
 // Change is one object and what happened to it.
@@ -38,6 +42,9 @@ type Change struct {
 	// Drift is true when the live object had been changed (or deleted) by
 	// something other than homeostat and the sync put it back.
 	Drift bool
+	// Recreated is true when an immutable field changed and the object was
+	// deleted and created again (it opted in, or the Sync forces).
+	Recreated bool
 	// Source is the file the object was rendered from (empty for pruned objects).
 	Source render.Source
 	// Diff is a unified diff of the live and desired object, set by Plan only.
@@ -52,6 +59,9 @@ func (c Change) String() string {
 	s := fmt.Sprintf("%s %s", c.Ref, c.Action)
 	if c.Drift {
 		s += " (drift corrected)"
+	}
+	if c.Recreated {
+		s += " (recreated)"
 	}
 	if c.Err != "" {
 		s += ": " + c.Err
@@ -92,7 +102,7 @@ func (cs ChangeSet) Drifted() int {
 // Changed reports whether anything was (or would be) created, configured or pruned.
 func (cs ChangeSet) Changed() bool {
 	for _, c := range cs.Changes {
-		if c.Action != Unchanged {
+		if c.Action != Unchanged && c.Action != Kept {
 			return true
 		}
 	}
@@ -103,6 +113,9 @@ func (cs ChangeSet) Changed() bool {
 func (cs ChangeSet) Summary() string {
 	s := fmt.Sprintf("%d created, %d configured, %d unchanged, %d pruned",
 		cs.Count(Created), cs.Count(Configured), cs.Count(Unchanged), cs.Count(Pruned))
+	if n := cs.Count(Kept); n > 0 {
+		s += fmt.Sprintf(", %d kept", n)
+	}
 	if n := cs.Count(Failed); n > 0 {
 		s += fmt.Sprintf(", %d failed", n)
 	}
@@ -130,7 +143,7 @@ func (cs ChangeSet) String() string {
 // Sorted returns a copy ordered by action then object, for stable output.
 func (cs ChangeSet) Sorted() ChangeSet {
 	out := append([]Change(nil), cs.Changes...)
-	order := map[Action]int{Failed: 0, Created: 1, Configured: 2, Pruned: 3, Unchanged: 4}
+	order := map[Action]int{Failed: 0, Created: 1, Configured: 2, Pruned: 3, Kept: 4, Unchanged: 5}
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].Action != out[j].Action {
 			return order[out[i].Action] < order[out[j].Action]

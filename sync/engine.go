@@ -75,6 +75,8 @@ type Engine struct {
 	mapper      meta.RESTMapper
 	rm          *ssa.ResourceManager
 	concurrency int
+	cfg         *rest.Config // for the discovery and metadata clients prune needs
+	httpClient  *http.Client
 
 	mu     gosync.Mutex
 	fields map[string]string // Ref.ID() -> hash of homeostat's managed fields
@@ -130,6 +132,7 @@ func New(cfg *rest.Config, opts Options) (*Engine, error) {
 	})
 	rm := ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: "homeostat.dev"})
 	e := &Engine{client: c, rest: rc, mapper: mapper, rm: rm, concurrency: opts.Concurrency, fields: map[string]string{},
+		cfg: cfg, httpClient: httpClient,
 		watches: map[schema.GroupVersionKind]*kindWatch{}}
 	e.life, e.stop = context.WithCancel(context.Background())
 	if opts.Watch {

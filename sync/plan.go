@@ -84,7 +84,7 @@ func (e *Engine) linkLiveOwners(ctx context.Context, items []*item) {
 	_ = g.Wait()
 	for _, it := range items {
 		if it.owner != nil {
-			_ = linkOwners([]*item{it}, uids)
+			_ = linkOwners([]*item{it}, uids, false)
 		}
 	}
 }

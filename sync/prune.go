@@ -12,8 +12,12 @@ import (
 
 // Prune deletes the objects of stale (inventory entries that left git). An
 // object is deleted only if it still carries this Sync's labels, so one that
-// another Sync or a human took over is left alone; one already gone is
-// skipped. Namespaces and CRDs go last, after what may live in them.
+// another Sync or a human took over is left alone; one already gone, or
+// annotated homeostat.dev/prune: disabled, is skipped (and leaves the
+// inventory). Namespaces and CRDs go last, after what may live in them, and
+// a Namespace that holds objects homeostat did not apply is kept (a Kept
+// change says which), so deleting it cannot take a hand-made volume claim
+// or Secret with it.
 func (e *Engine) Prune(ctx context.Context, t Target, stale Inventory) (ChangeSet, error) {
 	var cs ChangeSet
 	var first, last Inventory
@@ -65,6 +69,18 @@ func (e *Engine) pruneOne(ctx context.Context, t Target, r Ref) *Change {
 	}
 	if o.Labels[LabelSync] != t.Name || o.Labels[LabelSyncNamespace] != t.Namespace || !o.DeletionTimestamp.IsZero() {
 		return nil
+	}
+	if o.Annotations[AnnotationPrune] == "disabled" {
+		return nil
+	}
+	if r.Kind == "Namespace" && r.Group == "" {
+		foreign, err := e.foreignObjects(ctx, t, r.Name)
+		if err != nil {
+			return &Change{Ref: r, Action: Failed, Err: err.Error()}
+		}
+		if len(foreign) > 0 {
+			return &Change{Ref: r, Action: Kept, Err: "holds objects homeostat did not apply: " + listSome(foreign, 3)}
+		}
 	}
 	uid := o.UID
 	err = e.client.Delete(ctx, o, client.PropagationPolicy(metav1.DeletePropagationBackground),

@@ -27,12 +27,13 @@ func TestSnapshotHistoryKeepsNewest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(snaps) != 2 || snaps[0].Name != names[3] || snaps[1].Name != names[2] {
+	// history 2, but the newest three successes are rollback targets: kept.
+	if len(snaps) != 3 || snaps[0].Name != names[3] || snaps[1].Name != names[2] || snaps[2].Name != names[1] {
 		got := []string{}
 		for _, s := range snaps {
 			got = append(got, s.Name)
 		}
-		t.Fatalf("want the newest two %v, got %v", names[2:], got)
+		t.Fatalf("want the newest three %v, got %v", names[1:], got)
 	}
 	if snaps[0].Spec.Message != "v4" || snaps[0].OwnerReferences[0].UID != f.sync.UID {
 		t.Fatalf("newest snapshot: %+v owners %+v", snaps[0].Spec, snaps[0].OwnerReferences)

@@ -52,7 +52,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		if apiequality.Semantic.DeepEqual(base.Status, s.Status) {
 			return
 		}
-		if err := r.Client.Status().Patch(ctx, s, client.MergeFrom(base)); err != nil && retErr == nil {
+		// Optimistic locking against the version this reconcile last read
+		// or wrote itself: a status written meanwhile by another writer (a
+		// CLI sync) is not overwritten; the conflict requeues.
+		base.ResourceVersion = s.ResourceVersion
+		patch := client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
+		if err := r.Client.Status().Patch(ctx, s, patch); err != nil && retErr == nil {
 			retErr = client.IgnoreNotFound(err)
 		}
 	}()
@@ -69,6 +74,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	interval := durationOr(s.Spec.Interval, time.Minute)
 	trigger, syncAt := r.trigger(s)
 	o := r.Runner.Sync(ctx, s, trigger)
+	if o.Skipped {
+		return ctrl.Result{RequeueAfter: interval}, nil
+	}
 	ApplyStatus(s, o)
 	s.Status.LastHandledSyncAt = syncAt
 	record(s.Namespace, s.Name, o)

@@ -48,6 +48,7 @@ func (r *Runner) Rollback(ctx context.Context, s *v1alpha1.Sync, snapName string
 		return Outcome{}, fmt.Errorf("suspend sync %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	o := Outcome{Trigger: TriggerRollback, Inventory: hsync.InventoryFromAPI(s.Status.Inventory), objects: objs, Reason: ReasonSucceeded}
+	o.before = o.Inventory
 	o.Revision = Revision{Name: snap.Spec.Revision, Message: "rollback to " + snapName + ": " + snap.Spec.Message, Author: snap.Spec.Author}
 	o.Timings.StartedAt = &metav1.Time{Time: time.Now()}
 	start := time.Now()

@@ -7,6 +7,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -39,6 +41,11 @@ const (
 	ReasonHealthFailed         = "HealthCheckFailed"
 	ReasonSuspended            = "Suspended"
 	ReasonRolledBack           = "RolledBack"
+	// ReasonImmutableField: the API server refused a change to an
+	// immutable field; the revision is not retried on the interval.
+	ReasonImmutableField = "ImmutableFieldChanged"
+	// ReasonPruneRefused: the revision would prune too much of the inventory.
+	ReasonPruneRefused = "PruneRefused"
 )
 
 // Triggers: what started a sync, recorded in its Snapshot.
@@ -82,6 +89,9 @@ type Runner struct {
 	Render RenderFunc
 	// Log is optional.
 	Log logr.Logger
+	// AllowMassPrune lets prunes through that the mass-prune guard would
+	// refuse (`homeostat sync --allow-mass-prune`, one run).
+	AllowMassPrune bool
 }
 
 // Outcome is what one sync did; ApplyStatus turns it into the Sync's status.
@@ -99,7 +109,13 @@ type Outcome struct {
 	// nothing and needed no record.
 	Snapshot string
 	Trigger  string
-	objects  []render.Object
+	// Skipped is true when the sync stopped after fetching because this
+	// revision already failed in a way only a new revision, a spec change
+	// or a manual sync can fix (an immutable field); nothing was recorded.
+	Skipped bool
+	objects []render.Object
+	// before is the inventory the sync started with.
+	before hsync.Inventory
 }
 
 // Failed reports whether the sync failed.
@@ -111,6 +127,7 @@ func (o Outcome) Failed() bool { return o.Err != nil }
 // prunes nothing; a failed apply prunes nothing.
 func (r *Runner) Sync(ctx context.Context, s *v1alpha1.Sync, trigger string) Outcome {
 	o := Outcome{Trigger: trigger, Inventory: hsync.InventoryFromAPI(s.Status.Inventory)}
+	o.before = o.Inventory
 	o.Timings.StartedAt = &metav1.Time{Time: time.Now()}
 	if timeout := durationOr(s.Spec.Timeout, 5*time.Minute); timeout > 0 {
 		var cancel context.CancelFunc
@@ -135,8 +152,12 @@ func (r *Runner) Sync(ctx context.Context, s *v1alpha1.Sync, trigger string) Out
 		err := st.run(ctx, s, &o)
 		*st.millis = time.Since(start).Milliseconds()
 		if err != nil {
-			o.Reason, o.Err = st.reason, fmt.Errorf("%s: %w", st.name, err)
+			o.Reason, o.Err = failureReason(st.reason, err), fmt.Errorf("%s: %w", st.name, err)
 			break
+		}
+		if st.name == "fetch" && stalledOn(s, o) {
+			o.Skipped = true
+			return o
 		}
 	}
 	o.Timings.FinishedAt = &metav1.Time{Time: time.Now()}
@@ -144,14 +165,37 @@ func (r *Runner) Sync(ctx context.Context, s *v1alpha1.Sync, trigger string) Out
 	return o
 }
 
+// failureReason refines a step's reason for failures that need a person.
+func failureReason(reason string, err error) string {
+	var refused *hsync.RefusedError
+	var mass *hsync.MassPruneError
+	switch {
+	case errors.As(err, &refused) && refused.Immutable():
+		return ReasonImmutableField
+	case errors.As(err, &mass):
+		return ReasonPruneRefused
+	}
+	return reason
+}
+
+// stalledOn reports whether a periodic sync of rev would only repeat a
+// failure that retrying cannot fix: the same revision of the same spec
+// stalled on an immutable field. A new revision, a spec change (such as
+// spec.force) or a manual sync tries again.
+func stalledOn(s *v1alpha1.Sync, o Outcome) bool {
+	if o.Trigger != TriggerInterval || s.Status.ObservedGeneration != s.Generation ||
+		o.Revision.Name == "" || o.Revision.Name != s.Status.LastAttemptedRevision {
+		return false
+	}
+	c := apimeta.FindStatusCondition(s.Status.Conditions, v1alpha1.ConditionStalled)
+	return c != nil && c.Status == metav1.ConditionTrue && c.Reason == ReasonImmutableField
+}
+
 // fetch brings the revision onto disk.
 func (r *Runner) fetch(ctx context.Context, s *v1alpha1.Sync, o *Outcome) error {
 	rev, err := r.Source.Fetch(ctx, s)
-	if err != nil {
-		return err
-	}
 	o.Revision = rev
-	return nil
+	return err
 }
 
 // render turns spec.path of the revision into objects; any problem rejects
@@ -190,7 +234,8 @@ func (r *Runner) apply(ctx context.Context, s *v1alpha1.Sync, o *Outcome) error 
 	if err != nil {
 		return err
 	}
-	cs, err := eng.Apply(ctx, target(s), o.objects, o.Inventory)
+	opts := hsync.ApplyOptions{Force: s.Spec.Force, BeforeWrite: r.recordIntent(s, o)}
+	cs, err := eng.ApplyWith(ctx, target(s), o.objects, o.Inventory, opts)
 	o.Changes = cs
 	if err != nil {
 		o.Inventory = union(o.Inventory, cs.Inventory())
@@ -211,6 +256,10 @@ func (r *Runner) prune(ctx context.Context, s *v1alpha1.Sync, o *Outcome) error 
 		o.Inventory = union(applied, stale)
 		return nil
 	}
+	if err := hsync.CheckPrune(o.before, stale, s.Spec.PruneLimit, r.AllowMassPrune); err != nil {
+		o.Inventory = union(applied, stale)
+		return err
+	}
 	eng, err := r.engine(s)
 	if err != nil {
 		return err
@@ -221,8 +270,31 @@ func (r *Runner) prune(ctx context.Context, s *v1alpha1.Sync, o *Outcome) error 
 		o.Inventory = union(applied, stale)
 		return err
 	}
-	o.Inventory = applied
+	// Kept objects (a Namespace still holding others' objects) stay owned.
+	o.Inventory = union(applied, cs.Inventory())
 	return nil
+}
+
+// recordIntent returns the Apply hook that writes the inventory intent:
+// before the first write, the Sync's status.inventory becomes what it owned
+// plus everything about to be written, so a process killed mid-apply leaves
+// no object the next sync would not prune. It costs one status patch per
+// sync that writes anything, and none when the objects are owned already.
+func (r *Runner) recordIntent(s *v1alpha1.Sync, o *Outcome) func(context.Context, hsync.Inventory) error {
+	return func(ctx context.Context, refs hsync.Inventory) error {
+		inv := union(o.Inventory, refs)
+		if len(inv) == len(o.Inventory) {
+			return nil
+		}
+		base := s.DeepCopy()
+		s.Status.Inventory = inv.API()
+		if err := r.Client.Status().Patch(ctx, s, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+			s.Status.Inventory = base.Status.Inventory
+			return fmt.Errorf("sync %s/%s: %w", s.Namespace, s.Name, err)
+		}
+		o.Inventory = inv
+		return nil
+	}
 }
 
 // wait waits for health unless spec.wait is false.

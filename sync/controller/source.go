@@ -43,6 +43,10 @@ func (g GitSource) Fetch(ctx context.Context, s *v1alpha1.Sync) (Revision, error
 	}
 	rev, err := g.Fetcher.Fetch(ctx, s.Namespace+"/"+s.Name, s.Spec.URL, ref, auth)
 	if err != nil {
+		// The commit it tried, when known, goes into the failure's Snapshot.
+		if rev.Commit != "" {
+			return Revision{Name: rev.String(), Commit: rev.Commit}, err
+		}
 		return Revision{}, err
 	}
 	return Revision{Name: rev.String(), Commit: rev.Commit, Message: rev.Message, Author: rev.Author, Dir: rev.Dir}, nil

@@ -2,11 +2,13 @@ package controller
 
 import (
 	"fmt"
+	"strings"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"homeostat.dev/homeostat/render/api/v1alpha1"
+	hsync "homeostat.dev/homeostat/sync"
 )
 
 // ApplyStatus records an Outcome in s.Status: revisions, inventory, last
@@ -30,12 +32,13 @@ func ApplyStatus(s *v1alpha1.Sync, o Outcome) {
 		st.LastAppliedRevision = o.Revision.Name
 		apimeta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionStalled)
 		setCondition(s, v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonSucceeded,
-			fmt.Sprintf("Applied revision %s", o.Revision.Name))
+			fmt.Sprintf("Applied revision %s", o.Revision.Name)+keptMessage(o.Changes))
 		return
 	}
 	setCondition(s, v1alpha1.ConditionReady, metav1.ConditionFalse, o.Reason, o.Err.Error())
-	if o.Reason == ReasonRenderFailed {
-		// A bad commit needs a human and a new commit: say so.
+	switch o.Reason {
+	case ReasonRenderFailed, ReasonImmutableField, ReasonPruneRefused:
+		// A bad commit needs a human and a new commit (or an opt-in): say so.
 		setCondition(s, v1alpha1.ConditionStalled, metav1.ConditionTrue, o.Reason, o.Err.Error())
 		return
 	}
@@ -43,6 +46,17 @@ func ApplyStatus(s *v1alpha1.Sync, o Outcome) {
 	// becoming available): the next interval retries.
 	apimeta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionStalled)
 	setCondition(s, v1alpha1.ConditionReconciling, metav1.ConditionTrue, ReasonProgressingWithRetry, o.Err.Error())
+}
+
+// keptMessage says which objects prune left in place and why ("" when none).
+func keptMessage(cs hsync.ChangeSet) string {
+	var b strings.Builder
+	for _, c := range cs.Sorted().Changes {
+		if c.Action == hsync.Kept {
+			fmt.Fprintf(&b, "; kept %s: %s", c.Ref, c.Err)
+		}
+	}
+	return b.String()
 }
 
 // SetSuspended records that syncing is suspended, keeping a RolledBack

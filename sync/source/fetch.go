@@ -57,7 +57,10 @@ type lastFetch struct {
 // A failed Fetch changes nothing that an earlier Revision.Dir points to.
 // Calls with different keys run concurrently; calls with the same key wait
 // for each other. Errors are *Error values that match ErrUnreachable,
-// ErrAuth, ErrHostKey, ErrRefNotFound or ErrRepositoryNotFound.
+// ErrAuth, ErrHostKey, ErrRefNotFound or ErrRepositoryNotFound. A failed
+// Fetch that knows which commit it tried (a pinned commit, or one the
+// remote named before the transfer failed) returns a Revision naming it,
+// with no Dir.
 func (f *Fetcher) Fetch(ctx context.Context, key, rawURL string, ref Ref, auth Auth) (Revision, error) {
 	if f.CacheDir == "" {
 		return Revision{}, errors.New("fetcher has no cache directory")
@@ -78,8 +81,9 @@ func (f *Fetcher) Fetch(ctx context.Context, key, rawURL string, ref Ref, auth A
 	}
 	want, refs, err := s.resolve(ctx, ref)
 	if err != nil {
-		return Revision{}, err
+		return Revision{Ref: refName(ref), Commit: ref.Commit}, err
 	}
+	tried := Revision{Ref: refName(ref), Commit: want.String()}
 	if rev, ok := f.cached(key, s.ep.display, ref, want); ok {
 		return rev, nil
 	}
@@ -89,15 +93,15 @@ func (f *Fetcher) Fetch(ctx context.Context, key, rawURL string, ref Ref, auth A
 	}
 	defer c.close()
 	if want, err = c.ensure(ctx, s, ref, refs, want); err != nil {
-		return Revision{}, err
+		return tried, err
 	}
 	commit, err := c.repo.CommitObject(want)
 	if err != nil {
-		return Revision{}, fmt.Errorf("fetch %s: read commit %s: %w", s.ep.display, want, err)
+		return tried, fmt.Errorf("fetch %s: read commit %s: %w", s.ep.display, want, err)
 	}
 	treeDir, err := c.checkout(commit)
 	if err != nil {
-		return Revision{}, fmt.Errorf("fetch %s: check out %s: %w", s.ep.display, want, err)
+		return tried, fmt.Errorf("fetch %s: check out %s: %w", s.ep.display, want, err)
 	}
 	rev := revisionOf(ref, commit, treeDir)
 	f.remember(key, s.ep.display, ref, rev)

@@ -34,6 +34,19 @@ type SyncSpec struct {
 	// +kubebuilder:default=true
 	// +optional
 	Prune *bool `json:"prune,omitempty"`
+	// PruneLimit is the most objects one sync may prune. Unset, a sync
+	// refuses to prune more than half of its inventory, or all of it (an
+	// empty render, a wrong path), so a bad commit cannot wipe what it
+	// applied; deleting the Sync itself is not limited.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	PruneLimit *int32 `json:"pruneLimit,omitempty"`
+	// Force deletes and re-creates an object whose change the API server
+	// refuses because an immutable field changed (a Deployment's selector),
+	// as the annotation homeostat.dev/recreate: "true" does for one object.
+	// Without either, such a change fails the sync once, naming the field.
+	// +optional
+	Force bool `json:"force,omitempty"`
 	// Wait holds the Sync's Ready condition until every applied object is healthy.
 	// +kubebuilder:default=true
 	// +optional
@@ -48,7 +61,8 @@ type SyncSpec struct {
 	// repository may change.
 	// +optional
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
-	// History is how many Snapshots are kept.
+	// History is how many Snapshots are kept; the newest three successful
+	// ones (rollback targets) are kept beyond it.
 	// +kubebuilder:default=20
 	// +kubebuilder:validation:Minimum=1
 	// +optional
@@ -231,16 +245,26 @@ type SnapshotStatus struct {
 	// Timings of the stages.
 	// +optional
 	Timings SnapshotTimings `json:"timings,omitempty"`
+	// Count is how many consecutive attempts failed the same way: identical
+	// failures share one Snapshot instead of pushing older ones out.
+	// +optional
+	Count int32 `json:"count,omitempty"`
+	// FirstAt and LastAt are when the first and the last of Count
+	// identical failures happened.
+	// +optional
+	FirstAt *metav1.Time `json:"firstAt,omitempty"`
+	// +optional
+	LastAt *metav1.Time `json:"lastAt,omitempty"`
 	// Objects is the rendered desired set, as gzip-compressed multi-document
 	// YAML, Secrets excluded; it is what a rollback re-applies.
 	// +optional
 	Objects []byte `json:"objects,omitempty"`
 }
 
-// Snapshot is the record of one sync of a Sync.
+// Snapshot is the record of one sync of a Sync. It has no status
+// subresource: it is written whole, in one request.
 //
 // +kubebuilder:object:root=true
-// +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=snap,categories=homeostat
 // +kubebuilder:printcolumn:name="Sync",type=string,JSONPath=`.spec.sync`
 // +kubebuilder:printcolumn:name="Revision",type=string,JSONPath=`.spec.revision`

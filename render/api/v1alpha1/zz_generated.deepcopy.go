@@ -1027,6 +1027,14 @@ func (in *SnapshotStatus) DeepCopyInto(out *SnapshotStatus) {
 		copy(*out, *in)
 	}
 	in.Timings.DeepCopyInto(&out.Timings)
+	if in.FirstAt != nil {
+		in, out := &in.FirstAt, &out.FirstAt
+		*out = (*in).DeepCopy()
+	}
+	if in.LastAt != nil {
+		in, out := &in.LastAt, &out.LastAt
+		*out = (*in).DeepCopy()
+	}
 	if in.Objects != nil {
 		in, out := &in.Objects, &out.Objects
 		*out = make([]byte, len(*in))
@@ -1192,6 +1200,11 @@ func (in *SyncSpec) DeepCopyInto(out *SyncSpec) {
 	if in.Prune != nil {
 		in, out := &in.Prune, &out.Prune
 		*out = new(bool)
+		**out = **in
+	}
+	if in.PruneLimit != nil {
+		in, out := &in.PruneLimit, &out.PruneLimit
+		*out = new(int32)
 		**out = **in
 	}
 	if in.Wait != nil {
