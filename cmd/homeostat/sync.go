@@ -72,7 +72,7 @@ func defaultCacheDir() string {
 
 type syncFlags struct {
 	repo, ref, path, name, namespace, targetNamespace, secret, cacheDir string
-	wait, prune, once                                                   bool
+	wait, prune, once, allowMassPrune                                   bool
 	interval, timeout                                                   time.Duration
 }
 
@@ -110,6 +110,7 @@ it syncs again every --interval until interrupted.
 	fl.BoolVar(&f.wait, "wait", true, "wait for applied objects to be healthy")
 	fl.BoolVar(&f.prune, "prune", true, "delete objects that left git")
 	fl.BoolVar(&f.once, "once", false, "sync once and exit")
+	fl.BoolVar(&f.allowMassPrune, "allow-mass-prune", false, "let the first sync prune more than spec.pruneLimit (or half of the inventory) allows")
 	fl.DurationVar(&f.interval, "interval", time.Minute, "time between syncs without --once")
 	fl.DurationVar(&f.timeout, "timeout", 5*time.Minute, "timeout of one sync, waiting for health included")
 	cmd.AddCommand(newSyncResumeCommand())
@@ -135,14 +136,17 @@ func runSync(ctx context.Context, cmd *cobra.Command, f syncFlags) error {
 	}
 	runner := &controller.Runner{
 		Client: c, Engine: eng, Impersonate: controller.NewImpersonator(cfg),
-		Source: controller.GitSource{Fetcher: &source.Fetcher{CacheDir: f.cacheDir}, Client: c},
+		Source:         controller.GitSource{Fetcher: &source.Fetcher{CacheDir: f.cacheDir}, Client: c},
+		AllowMassPrune: f.allowMassPrune,
 	}
 	trigger := controller.TriggerManual
 	for {
 		o := runner.Sync(ctx, s, trigger)
+		runner.AllowMassPrune = false // one sync only
 		base := s.DeepCopy()
 		controller.ApplyStatus(s, o)
-		if err := c.Status().Patch(ctx, s, client.MergeFrom(base)); err != nil {
+		patch := client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
+		if err := c.Status().Patch(ctx, s, patch); err != nil {
 			return withCode(exitFailure, fmt.Errorf("record status of sync %s/%s: %w", s.Namespace, s.Name, err))
 		}
 		printOutcome(cmd, s, o)
