@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +23,10 @@ var bench struct {
 	once  sync.Once
 	srv   *pgtest.Server
 	store *backup.S3
-	err   error
+	// script is the server's archive_command (`/bin/sh script %p`), which
+	// the side-by-side WAL benchmark rewrites to switch archivers.
+	script string
+	err    error
 }
 
 const benchScale = 70
@@ -35,11 +39,27 @@ func benchServer(b *testing.B) (*pgtest.Server, *backup.S3) {
 		if bench.err != nil {
 			return
 		}
+		dir, err := pgtest.TempDir("homeostat-bench-")
+		if err != nil {
+			bench.err = err
+			return
+		}
+		bench.script = filepath.Join(dir, "archive.sh")
+		cmd := strings.ReplaceAll(backup.ArchiveCommand(homeostat, bench.store.Config()), "%p", `"$1"`)
+		if bench.err = os.WriteFile(bench.script, []byte("#!/bin/sh\n"+cmd+"\n"), 0o755); bench.err != nil {
+			return
+		}
+		if bench.err = os.Chmod(dir, 0o755); bench.err != nil {
+			return
+		}
+		// wal_recycle off: the WAL benchmark hard-links segments it keeps, and
+		// a recycled segment would be overwritten under the link.
 		bench.srv, bench.err = pgtest.New(pgtest.Options{
 			Settings: map[string]string{
 				"archive_mode":    "on",
-				"archive_command": backup.ArchiveCommand(homeostat, bench.store.Config()),
-				"max_wal_size":    "4GB",
+				"archive_command": "/bin/sh " + bench.script + " %p",
+				"max_wal_size":    "1GB",
+				"wal_recycle":     "off",
 			},
 			Env: minio.Env(),
 		})
@@ -51,8 +71,8 @@ func benchServer(b *testing.B) (*pgtest.Server, *backup.S3) {
 			bench.err = err
 			return
 		}
-		cmd := exec.Command(pgbench, "-i", "-s", strconv.Itoa(benchScale), "-q", "-h", bench.srv.SocketDir, "-p", strconv.Itoa(bench.srv.Port), "-U", "postgres", "postgres")
-		if out, err := cmd.CombinedOutput(); err != nil {
+		init := exec.Command(pgbench, "-i", "-s", strconv.Itoa(benchScale), "-q", "-h", bench.srv.SocketDir, "-p", strconv.Itoa(bench.srv.Port), "-U", "postgres", "postgres")
+		if out, err := init.CombinedOutput(); err != nil {
 			bench.err = fmt.Errorf("pgbench -i: %w: %s", err, out)
 			return
 		}

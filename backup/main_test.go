@@ -47,6 +47,9 @@ func run(m *testing.M) int {
 	if bench.srv != nil {
 		_ = bench.srv.Close()
 	}
+	if bench.script != "" {
+		_ = os.RemoveAll(filepath.Dir(bench.script))
+	}
 	return code
 }
 

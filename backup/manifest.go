@@ -39,7 +39,13 @@ type Manifest struct {
 	Size           int64  `json:"size"`
 	CompressedSize int64  `json:"compressedSize"`
 	Compression    string `json:"compression"`
-	Parts          []Part `json:"parts"`
+	// CompressLevel is the zstd level the parts were written with.
+	CompressLevel int `json:"compressLevel,omitempty"`
+	// FramedParts says each part is a whole zstd frame of its own, so parts
+	// decompress independently and in parallel. Backups written before
+	// parallel push cut one stream at byte boundaries and restore serially.
+	FramedParts bool   `json:"framedParts,omitempty"`
+	Parts       []Part `json:"parts"`
 }
 
 // Part is one object of the compressed tar stream, in order.
@@ -48,6 +54,8 @@ type Part struct {
 	Key    string `json:"key"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	// RawSize is the part's uncompressed size (framed parts only).
+	RawSize int64 `json:"rawSize,omitempty"`
 }
 
 func backupPrefix(id string) string { return baseDir + id + "/" }

@@ -3,8 +3,6 @@ package backup
 import (
 	"archive/tar"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,7 +25,10 @@ type RestoreOptions struct {
 	Target   Target
 	// RestoreCommand fetches archived WAL (see RestoreCommand).
 	RestoreCommand string
-	Log            *slog.Logger
+	// Parallel is how many parts download (and decompress) at once
+	// (DefaultParallel when 0).
+	Parallel int
+	Log      *slog.Logger
 }
 
 // Restore writes a new data directory from a base backup and configures it to
@@ -53,7 +54,13 @@ func Restore(ctx context.Context, s Store, opts RestoreOptions) (*Manifest, erro
 	}
 	start := time.Now()
 	log.Info("restoring base backup", "backup", m.ID, "to", opts.To)
-	if err := restoreFiles(ctx, s, m, opts.To); err != nil {
+	if opts.Parallel <= 0 {
+		opts.Parallel = DefaultParallel()
+	}
+	// A spool of prefetched WAL left beside an earlier directory of this
+	// name belongs to another recovery.
+	_ = os.RemoveAll(DefaultSpoolDir(opts.To))
+	if err := restoreFiles(ctx, s, m, opts.To, opts.Parallel); err != nil {
 		_ = os.RemoveAll(opts.To)
 		return nil, err
 	}
@@ -84,46 +91,35 @@ func emptyDir(dir string) error {
 	return os.Chmod(dir, 0o700)
 }
 
-// restoreFiles streams the parts, checking each one's sha256, through zstd
-// into the tar extractor.
-func restoreFiles(ctx context.Context, s Store, m *Manifest, dir string) error {
+// restoreFiles downloads the parts on parallel workers, checking each one's
+// sha256, and feeds them in order through zstd into the tar extractor. Framed
+// parts (see Manifest.FramedParts) are also decompressed on the workers, so
+// download, decompression and extraction all overlap.
+func restoreFiles(ctx context.Context, s Store, m *Manifest, dir string, parallel int) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(streamParts(ctx, s, m, pw)) }()
+	go func() { pw.CloseWithError(fetchParts(ctx, s, m, parallel, pw)) }()
 	defer func() { _ = pr.Close() }()
-	dec, err := zstd.NewReader(pr)
-	if err != nil {
-		return err
+	var src io.Reader = pr
+	if !m.FramedParts {
+		dec, err := zstd.NewReader(pr)
+		if err != nil {
+			return err
+		}
+		defer dec.Close()
+		src = dec
 	}
-	defer dec.Close()
-	if err := extractTar(dec, dir); err != nil {
+	if err := extractTar(src, dir); err != nil {
 		return fmt.Errorf("restore backup %s: %w", m.ID, err)
 	}
 	// Consume the rest so a corrupt last part still surfaces as an error.
-	if _, err := io.Copy(io.Discard, dec); err != nil {
+	if _, err := io.Copy(io.Discard, src); err != nil {
 		return fmt.Errorf("restore backup %s: %w", m.ID, err)
 	}
 	for _, d := range []string{"pg_wal/archive_status", "pg_tblspc", "pg_replslot"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return err
-		}
-	}
-	return nil
-}
-
-func streamParts(ctx context.Context, s Store, m *Manifest, w io.Writer) error {
-	for _, p := range m.Parts {
-		r, err := s.Get(ctx, p.Key)
-		if err != nil {
-			return err
-		}
-		h := sha256.New()
-		n, err := io.Copy(io.MultiWriter(w, h), r)
-		_ = r.Close()
-		if err != nil {
-			return fmt.Errorf("part %s: %w", p.Key, err)
-		}
-		if n != p.Size || hex.EncodeToString(h.Sum(nil)) != p.SHA256 {
-			return fmt.Errorf("part %s: got %d bytes sha256 %x, manifest says %d bytes sha256 %s", p.Key, n, h.Sum(nil), p.Size, p.SHA256)
 		}
 	}
 	return nil

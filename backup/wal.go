@@ -75,45 +75,56 @@ var walEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest)
 // non-zero exit as the end of the archive. Content is checked against the
 // sha256 recorded at push time, and dest appears only complete (rename).
 func WALFetch(ctx context.Context, s Store, name, dest string) error {
+	_, err := fetchWAL(ctx, s, name, dest)
+	return err
+}
+
+// fetchWAL is WALFetch that also returns the sha256 of what it wrote.
+func fetchWAL(ctx context.Context, s Store, name, dest string) (string, error) {
 	if !validWALName.MatchString(name) {
-		return fmt.Errorf("wal-fetch %s: not a WAL file name", name)
+		return "", fmt.Errorf("wal-fetch %s: not a WAL file name", name)
 	}
 	obj, err := s.Stat(ctx, walKey(name))
 	if err != nil {
-		return fmt.Errorf("wal-fetch %s: %w", name, err)
+		return "", fmt.Errorf("wal-fetch %s: %w", name, err)
 	}
 	r, err := s.Get(ctx, walKey(name))
 	if err != nil {
-		return fmt.Errorf("wal-fetch %s: %w", name, err)
+		return "", fmt.Errorf("wal-fetch %s: %w", name, err)
 	}
 	defer func() { _ = r.Close() }()
 	dec, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
 	if err != nil {
-		return fmt.Errorf("wal-fetch %s: %w", name, err)
+		return "", fmt.Errorf("wal-fetch %s: %w", name, err)
 	}
 	defer dec.Close()
 	tmp := dest + ".homeostat-partial"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
-		return fmt.Errorf("wal-fetch %s: %w", name, err)
+		return "", fmt.Errorf("wal-fetch %s: %w", name, err)
 	}
 	h := sha256.New()
 	_, err = io.Copy(io.MultiWriter(f, h), dec)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil && obj.Metadata[metaSHA256] != "" && hex.EncodeToString(h.Sum(nil)) != obj.Metadata[metaSHA256] {
-		err = fmt.Errorf("sha256 mismatch: archive says %s", obj.Metadata[metaSHA256])
+	sum := hex.EncodeToString(h.Sum(nil))
+	if err == nil && obj.Metadata[metaSHA256] != "" && sum != obj.Metadata[metaSHA256] {
+		err = fmt.Errorf("%w: sha256 of the content is %s, recorded at push %s", ErrChecksum, sum, obj.Metadata[metaSHA256])
 	}
 	if err == nil {
 		err = os.Rename(tmp, dest)
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("wal-fetch %s to %s: %w", name, dest, err)
+		return "", fmt.Errorf("wal-fetch %s to %s: %w", name, dest, err)
 	}
-	return nil
+	return sum, nil
 }
+
+// ErrChecksum is returned (wrapped) when an archived file's content does not
+// match the sha256 recorded when it was pushed: it must never be replayed.
+var ErrChecksum = errors.New("checksum mismatch")
 
 // segment is a parsed WAL segment name: timeline, then the segment number as
 // log and seg (each 8 hex digits).

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -108,14 +111,14 @@ func newBackupCommand() *cobra.Command {
 		},
 	}
 	s3.bind(cmd.PersistentFlags())
-	cmd.AddCommand(newBackupPushCommand(s3), newWALPushCommand(s3), newWALFetchCommand(s3), newBackupListCommand(s3),
+	cmd.AddCommand(newBackupPushCommand(s3), newWALPushCommand(s3), newWALFetchCommand(s3), newWALPrefetchCommand(s3), newBackupListCommand(s3),
 		newBackupDeleteCommand(s3), newBackupRestoreCommand(s3), newBackupVerifyCommand(s3))
 	return cmd
 }
 
 func newBackupPushCommand(s3 *s3Flags) *cobra.Command {
 	var pgdata, host, user, maxRate, label string
-	var port, keep int
+	var port, keep, level, parallel int
 	var partSize int64
 	cmd := &cobra.Command{
 		Use:   "push",
@@ -141,7 +144,8 @@ func newBackupPushCommand(s3 *s3Flags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, err := backup.Push(cmd.Context(), store, backup.PushOptions{Host: host, Port: port, User: user, PartSize: partSize, MaxRate: maxRate, Label: label})
+			m, err := backup.Push(cmd.Context(), store, backup.PushOptions{Host: host, Port: port, User: user, PartSize: partSize,
+				CompressLevel: level, Parallel: parallel, MaxRate: maxRate, Label: label})
 			if err != nil {
 				return err
 			}
@@ -159,7 +163,9 @@ func newBackupPushCommand(s3 *s3Flags) *cobra.Command {
 	cmd.Flags().StringVar(&host, "host", "", "host or unix socket directory (default: from --pgdata)")
 	cmd.Flags().IntVar(&port, "port", 0, "port (default: from --pgdata)")
 	cmd.Flags().StringVar(&user, "user", "postgres", "role with REPLICATION to connect as; a password comes from PGPASSWORD or PGPASSFILE")
-	cmd.Flags().Int64Var(&partSize, "part-size", backup.DefaultPartSize, "compressed bytes per part object")
+	cmd.Flags().Int64Var(&partSize, "part-size", backup.DefaultPartSize, "uncompressed bytes of the tar stream per part object (each part is compressed alone)")
+	cmd.Flags().IntVar(&level, "compress-level", backup.DefaultCompressLevel, "zstd level, 1 (fastest) to 22 (smallest)")
+	cmd.Flags().IntVar(&parallel, "parallel", backup.DefaultParallel(), "parts compressed and uploaded at once (default: one per core, at least 2)")
 	cmd.Flags().StringVar(&maxRate, "max-rate", "", "limit the transfer rate from the server (pg_basebackup --max-rate, e.g. 50M)")
 	cmd.Flags().IntVar(&keep, "keep", 0, "after a successful push, keep only the newest N backups (0: keep all)")
 	cmd.Flags().StringVar(&label, "label", "", "a name recorded in the manifest, to find this backup by (the operator passes its Backup's namespace/name)")
@@ -167,14 +173,20 @@ func newBackupPushCommand(s3 *s3Flags) *cobra.Command {
 }
 
 func newWALPushCommand(s3 *s3Flags) *cobra.Command {
-	return &cobra.Command{
+	var batch, parallel int
+	cmd := &cobra.Command{
 		Use:   "wal-push FILE",
 		Short: "Archive one WAL file (archive_command); non-zero exit makes PostgreSQL keep it and retry",
-		Args:  cobra.ExactArgs(1),
+		Long: "Archive one WAL file (archive_command); non-zero exit makes PostgreSQL keep it and retry.\n\n" +
+			"Up to --batch other files PostgreSQL has marked ready are uploaded along, in parallel, and recorded in " +
+			"pg_wal/.homeostat-archived once the store holds them with the right sha256, so PostgreSQL's calls for " +
+			"them return at once.",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			store, err := s3.open(cmd.Context(), cmd.Flags())
 			if err == nil {
-				err = backup.WALPush(cmd.Context(), store, args[0])
+				err = backup.WALPushBatch(cmd.Context(), store, args[0],
+					backup.BatchOptions{Batch: batch, Parallel: parallel, StoreID: store.Config().String()})
 			}
 			if err != nil {
 				slog.Error("wal-push failed; PostgreSQL keeps the file and retries", "file", args[0], "err", err)
@@ -183,17 +195,30 @@ func newWALPushCommand(s3 *s3Flags) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().IntVar(&batch, "batch", backup.DefaultBatch, "other ready WAL files to upload along (0: only FILE)")
+	cmd.Flags().IntVar(&parallel, "parallel", backup.DefaultParallel(), "uploads at once")
+	return cmd
 }
 
+// exitCorruptWAL is wal-fetch's exit status for an archived file that fails
+// its checksum: above 125, which PostgreSQL treats as fatal for recovery.
+const exitCorruptWAL = 126
+
 func newWALFetchCommand(s3 *s3Flags) *cobra.Command {
-	return &cobra.Command{
+	var prefetch, parallel int
+	var spool string
+	cmd := &cobra.Command{
 		Use:   "wal-fetch NAME DEST",
 		Short: "Restore one archived WAL file (restore_command); exit 1 when it is not archived",
-		Args:  cobra.ExactArgs(2),
+		Long: "Restore one archived WAL file (restore_command); exit 1 when it is not archived.\n\n" +
+			"The next --prefetch segments are downloaded in the background into a spool directory beside the data " +
+			"directory (the working directory PostgreSQL runs restore_command in), so the following calls are served " +
+			"from local disk after their sha256 is checked again.",
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			store, err := s3.open(cmd.Context(), cmd.Flags())
 			if err == nil {
-				err = backup.WALFetch(cmd.Context(), store, args[0], args[1])
+				err = backup.WALFetchPrefetch(cmd.Context(), store, args[0], args[1], fetchOptions(store.Config(), prefetch, parallel, spool))
 			}
 			switch {
 			case err == nil:
@@ -201,12 +226,85 @@ func newWALFetchCommand(s3 *s3Flags) *cobra.Command {
 			case errors.Is(err, backup.ErrNotFound):
 				// The normal end of the archive during recovery.
 				slog.Info("wal-fetch: not in the archive", "name", args[0])
+			case errors.Is(err, backup.ErrChecksum):
+				// Exit status above 125 makes PostgreSQL stop recovery with FATAL
+				// instead of taking the failure as the end of the archive and
+				// promoting short of the WAL it was asked to replay.
+				slog.Error("wal-fetch: the archived file is corrupt; recovery must stop here", "name", args[0], "err", err)
+				return withCode(exitCorruptWAL, nil)
 			default:
 				slog.Error("wal-fetch: the archive could not be read (store unreachable or broken)", "name", args[0], "err", err)
 			}
 			return withCode(1, nil)
 		},
 	}
+	cmd.Flags().IntVar(&prefetch, "prefetch", backup.DefaultPrefetch, "segments to download ahead in the background (0: off)")
+	cmd.Flags().IntVar(&parallel, "parallel", backup.DefaultParallel(), "prefetch downloads at once")
+	cmd.Flags().StringVar(&spool, "spool", "", "directory for prefetched segments (default: beside the working directory, the data directory)")
+	return cmd
+}
+
+// fetchOptions sets up prefetching: the background prefetcher is this binary
+// again (`backup wal-prefetch`), in its own session so that it outlives the
+// restore_command that started it.
+func fetchOptions(cfg backup.Config, prefetch, parallel int, spool string) backup.FetchOptions {
+	if spool == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return backup.FetchOptions{}
+		}
+		spool = backup.DefaultSpoolDir(wd)
+	}
+	start := func(names []string) error {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		args := append(append([]string{"backup", "wal-prefetch"}, cfg.Args()...), "--spool", spool, "--parallel", strconv.Itoa(parallel))
+		c := exec.Command(self, append(args, names...)...)
+		logFile, err := os.OpenFile(filepath.Join(spool, "prefetch.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = logFile.Close() }()
+		c.Stderr = logFile
+		c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := c.Start(); err != nil {
+			return err
+		}
+		return c.Process.Release()
+	}
+	return backup.FetchOptions{Prefetch: prefetch, SpoolDir: spool, StoreID: cfg.String(), Start: start}
+}
+
+func newWALPrefetchCommand(s3 *s3Flags) *cobra.Command {
+	var spool string
+	var parallel int
+	cmd := &cobra.Command{
+		Use:    "wal-prefetch --spool DIR NAME...",
+		Short:  "Download WAL segments into a spool directory for wal-fetch (started by wal-fetch itself)",
+		Hidden: true,
+		Args:   cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if spool == "" {
+				return usageError{errors.New("--spool is required")}
+			}
+			store, err := s3.open(cmd.Context(), cmd.Flags())
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Minute)
+			defer cancel()
+			if err := backup.Prefetch(ctx, store, spool, store.Config().String(), args, parallel); err != nil {
+				// Expected at the end of the archive; wal-fetch fetches by itself.
+				slog.Info("prefetch stopped", "err", err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&spool, "spool", "", "spool directory")
+	cmd.Flags().IntVar(&parallel, "parallel", backup.DefaultParallel(), "downloads at once")
+	return cmd
 }
 
 func newBackupListCommand(s3 *s3Flags) *cobra.Command {
@@ -331,6 +429,7 @@ func newBackupRestoreCommand(s3 *s3Flags) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&opts.To, "to", "", "new data directory (absent or empty)")
+	cmd.Flags().IntVar(&opts.Parallel, "parallel", backup.DefaultParallel(), "parts downloaded and decompressed at once")
 	cmd.Flags().StringVar(&opts.BackupID, "backup", "", "backup ID (default: the newest that finished before the target)")
 	cmd.Flags().BoolVar(&latest, "latest", false, "the newest backup that fits the target (the default)")
 	cmd.Flags().StringVar(&targetTime, "target-time", "", "recover up to this time (RFC 3339)")
