@@ -9,7 +9,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GO_TEST_FLAGS ?= -count=1 -timeout 45m
 
-.PHONY: all build tools generate fmt vet lint verify test bench fuzz demo clean
+.PHONY: all build tools generate schemas fmt vet lint verify test bench fuzz demo clean
 
 all: build
 
@@ -25,6 +25,10 @@ tools:
 generate:
 	$(CONTROLLER_GEN) object paths=./render/api/...
 	$(CONTROLLER_GEN) crd paths=./render/api/... output:crd:artifacts:config=deploy/crds
+
+## schemas: the built-in kinds' OpenAPI schemas from the test kube-apiserver, embedded for offline validate
+schemas: tools
+	go run ./hack/openapi render/schema/builtin.json.gz
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -35,11 +35,13 @@ the Sync's labels and target namespace.
 With --base, diff needs no cluster and never reads a kubeconfig: it renders
 --path at the base revision and at --head (the working tree when --head is
 omitted) straight from the git objects of REPO_DIR (default: the repository
-around the current directory), and prints what was added, changed and
-removed.
+around the current directory), checks the head's objects against their
+OpenAPI schemas as validate does (--crds DIR for custom kinds), and prints
+what was added, changed and removed.
 
 Exit codes follow kubectl diff: 0 no differences, 1 differences, 2 error
-(a head that does not render or validate prints its FILE:LINE problems).
+(a head that does not render or breaks a schema prints its FILE:LINE
+problems).
 --output markdown prints a summary fit for a pull-request comment (cut to
 GitHub's 65,536 characters with a note); --output json (with --base) is for
 machines.`,

@@ -118,3 +118,46 @@ func TestOfflineDiffNeedsNoCluster(t *testing.T) {
 		t.Fatalf("broken working tree: exit %d, stderr:\n%s", code, stderr)
 	}
 }
+
+// `homeostat validate` and the offline diff catch what the API server
+// would refuse, with no cluster: a misspelled field of a Deployment and a
+// custom resource breaking its CRD, each at its FILE:LINE.
+func TestValidateOffline(t *testing.T) {
+	repo, err := filepath.Abs("../../render/schema/testdata/repo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := homeostatNoCluster(t, t.TempDir(), "validate", repo)
+	for _, want := range []string{
+		`bad-deployment.yaml:17: spec.template.spec.containers[0].imagePullPolcy: unknown field "imagePullPolcy"`,
+		`widgets.yaml:10: spec.size: Unsupported value: "huge"`,
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q", want)
+		}
+	}
+	if code != 1 || !strings.Contains(stdout, "no schema, not validated: cert-manager.io/v1 Certificate") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	stdout, stderr, code = homeostatNoCluster(t, ".", "validate", "--path", "examples", "../..")
+	if code != 0 {
+		t.Fatalf("examples: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+
+	// The same check runs on the head of an offline diff.
+	dir := t.TempDir()
+	g, err := git.PlainInit(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep, err := os.ReadFile(filepath.Join(repo, "bad-deployment.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitAll(t, g, dir, map[string]string{"apps/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"})
+	commitAll(t, g, dir, map[string]string{"apps/dep.yaml": string(dep)})
+	_, stderr, code = homeostatNoCluster(t, dir, "diff", "--base", "HEAD~1", "--head", "HEAD")
+	if code != 2 || !strings.Contains(stderr, `apps/dep.yaml:17: spec.template.spec.containers[0].imagePullPolcy: unknown field`) {
+		t.Fatalf("diff of a head breaking a schema: exit %d\nstderr:\n%s", code, stderr)
+	}
+}

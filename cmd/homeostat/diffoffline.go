@@ -11,7 +11,7 @@ import (
 
 // offlineFlags are diff's flags for comparing two revisions with no cluster.
 type offlineFlags struct {
-	base, head, path string
+	base, head, path, crds string
 }
 
 func (f *offlineFlags) register(cmd *cobra.Command) {
@@ -19,6 +19,7 @@ func (f *offlineFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.base, "base", "", "compare with no cluster: the base revision (branch, tag, commit, HEAD~1)")
 	fl.StringVar(&f.head, "head", "", "with --base: the head revision (default: the working tree)")
 	fl.StringVar(&f.path, "path", "", "with --base: the folder to render at both revisions, from the repository root (default: all of it)")
+	fl.StringVar(&f.crds, "crds", "", "with --base: folder of CustomResourceDefinition manifests for the schema check of custom kinds")
 }
 
 // runOfflineDiff is `homeostat diff --base`: it never builds a Kubernetes
@@ -34,7 +35,7 @@ func runOfflineDiff(cmd *cobra.Command, f offlineFlags, output string, args []st
 	if write == nil {
 		return usageError{fmt.Errorf("--output must be text, markdown or json, not %q", output)}
 	}
-	o := review.Options{Base: f.base, Head: f.head, Path: f.path}
+	o := review.Options{Base: f.base, Head: f.head, Path: f.path, Check: schemaCheckWith(f.crds)}
 	if len(args) == 1 {
 		o.RepoDir = args[0]
 	}

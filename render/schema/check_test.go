@@ -1,0 +1,83 @@
+package schema
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"strings"
+	"testing"
+
+	"homeostat.dev/homeostat/render"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// A Deployment with a misspelled field, a wrong type, a missing required
+// field and a value outside its enum, and custom resources that break their
+// CRD's schema (enum, pattern, minimum, required, unknown field), are all
+// caught offline at their FILE:LINE; valid objects (int-or-string ports,
+// quantities, kubectl's creationTimestamp: null) pass; a kind with no
+// schema is listed as skipped.
+func TestCheckCatchesWhatTheServerWouldRefuse(t *testing.T) {
+	fsys := os.DirFS("testdata/repo")
+	objs, problems := render.Render(fsys)
+	if len(problems) > 0 {
+		t.Fatalf("render: %v", problems)
+	}
+	v, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, skipped := v.Check(fsys, objs)
+	var b bytes.Buffer
+	for _, p := range problems {
+		b.WriteString(p.Error() + "\n")
+	}
+	b.WriteString("skipped: " + strings.Join(skipped, ", ") + "\n")
+	golden(t, "testdata/want.txt", b.Bytes())
+	for _, p := range problems {
+		if p.File == "good.yaml" {
+			t.Errorf("a valid object was refused: %s", p.Error())
+		}
+	}
+}
+
+func golden(t *testing.T, file string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(file, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s differs (run with -update to accept); got:\n%s", file, got)
+	}
+}
+
+// The embedded set is the Kubernetes version homeostat is built against.
+func TestEmbeddedSchemasKnowTheBuiltInKinds(t *testing.T) {
+	v, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, problems := render.Render(os.DirFS("testdata/repo"))
+	if len(problems) > 0 {
+		t.Fatal(problems)
+	}
+	for _, o := range objs {
+		if o.Object.GroupVersionKind().Group == "cert-manager.io" || o.Object.GroupVersionKind().Group == "example.com" {
+			continue
+		}
+		if _, known, err := v.Validate(o.Object); err != nil || !known {
+			t.Errorf("%s: known %v, err %v", o.Object.GroupVersionKind(), known, err)
+		}
+	}
+	if KubernetesVersion() == "" {
+		t.Error("the embedded set does not say its Kubernetes version")
+	}
+}
