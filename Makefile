@@ -44,9 +44,12 @@ lint:
 verify: generate fmt vet lint
 	git diff --exit-code
 
-## test: every test, against the real API server, PostgreSQL and MinIO
+## test: every test, against the real API server, PostgreSQL and MinIO; the
+## concurrent sync engine and the operators run under the race detector
+RACE_PKGS := ./sync/... ./operators/...
 test: tools build
-	go test $(GO_TEST_FLAGS) ./...
+	go test $(GO_TEST_FLAGS) -race $(RACE_PKGS)
+	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v -E '^homeostat.dev/homeostat/(sync|operators)(/|$$)')
 
 ## bench: the benchmarks behind BENCHMARKS.md
 bench: tools build

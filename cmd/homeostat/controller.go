@@ -15,6 +15,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -123,8 +124,13 @@ func setupSync(mgr ctrl.Manager, f controllerFlags) error {
 	if err != nil {
 		return err
 	}
+	leases, err := client.New(mgr.GetConfig(), client.Options{Scheme: syncScheme()})
+	if err != nil {
+		return err
+	}
 	r := &synccontroller.Reconciler{
 		Client:   mgr.GetClient(),
+		Leases:   leases,
 		Recorder: mgr.GetEventRecorder("homeostat-sync"),
 		Runner: &synccontroller.Runner{
 			Client: mgr.GetClient(), Engine: eng, Impersonate: synccontroller.NewImpersonator(mgr.GetConfig()),

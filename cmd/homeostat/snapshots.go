@@ -212,6 +212,14 @@ Sync's Ready condition says RolledBack until ` + "`homeostat sync resume SYNC`" 
 			if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: ns(), Name: snap.Spec.Sync}, s); err != nil {
 				return withCode(exitFailure, fmt.Errorf("sync %s/%s: %w", ns(), snap.Spec.Sync, err))
 			}
+			unlock, err := controller.Lock(cmd.Context(), c, s, controller.Holder("rollback"), time.Minute)
+			if err != nil {
+				return withCode(exitFailure, err)
+			}
+			defer unlock()
+			if err := c.Get(cmd.Context(), client.ObjectKeyFromObject(s), s); err != nil {
+				return withCode(exitFailure, err)
+			}
 			runner := &controller.Runner{Client: c, Engine: eng}
 			o, err := runner.Rollback(cmd.Context(), s, snap.Name)
 			printOutcome(cmd, s, o)

@@ -141,14 +141,11 @@ func runSync(ctx context.Context, cmd *cobra.Command, f syncFlags) error {
 	}
 	trigger := controller.TriggerManual
 	for {
-		o := runner.Sync(ctx, s, trigger)
-		runner.AllowMassPrune = false // one sync only
-		base := s.DeepCopy()
-		controller.ApplyStatus(s, o)
-		patch := client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
-		if err := c.Status().Patch(ctx, s, patch); err != nil {
-			return withCode(exitFailure, fmt.Errorf("record status of sync %s/%s: %w", s.Namespace, s.Name, err))
+		o, err := runner.SyncLocked(ctx, s, trigger, controller.Holder("cli"), f.timeout)
+		if err != nil {
+			return withCode(exitFailure, err)
 		}
+		runner.AllowMassPrune = false // one sync only
 		printOutcome(cmd, s, o)
 		if f.once {
 			if o.Err != nil {

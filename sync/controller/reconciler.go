@@ -2,10 +2,12 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -27,6 +29,12 @@ type Reconciler struct {
 	Client   client.Client
 	Runner   *Runner
 	Recorder events.EventRecorder
+	// Leases, when set, is an uncached client through which each sync
+	// takes its Sync's Lease (see Lock) and re-reads the Sync, so a CLI
+	// sync or rollback and the controller never write one Sync at once.
+	Leases client.Client
+	// Holder names this controller in Leases; Holder("controller") when empty.
+	Holder string
 }
 
 // SetupWithManager registers the reconciler. Status updates do not trigger
@@ -47,6 +55,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	if err := r.Client.Get(ctx, req.NamespacedName, s); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	unlock, res, err := r.lock(ctx, s)
+	if unlock == nil {
+		return res, err
+	}
+	defer unlock() // after the status patch below
 	base := s.DeepCopy()
 	defer func() {
 		if apiequality.Semantic.DeepEqual(base.Status, s.Status) {
@@ -77,6 +90,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	if o.Skipped {
 		return ctrl.Result{RequeueAfter: interval}, nil
 	}
+	if apierrors.IsConflict(o.Err) {
+		// Someone else wrote the Sync meanwhile: record nothing, retry soon
+		// with what they wrote.
+		s.Status = base.Status
+		return ctrl.Result{}, o.Err
+	}
 	ApplyStatus(s, o)
 	s.Status.LastHandledSyncAt = syncAt
 	record(s.Namespace, s.Name, o)
@@ -84,6 +103,36 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	log.FromContext(ctx).Info("synced", "revision", o.Revision.Name, "trigger", trigger,
 		"changes", o.Changes.Summary(), "reason", o.Reason, "error", errString(o.Err))
 	return ctrl.Result{RequeueAfter: interval}, nil
+}
+
+// busyRetry is how soon a Sync whose Lease another writer holds is tried again.
+const busyRetry = 5 * time.Second
+
+// lock takes the Sync's Lease and re-reads the Sync from the API server,
+// so the sync starts from what the last writer left. A nil unlock means
+// do not sync now: res and err say when to come back.
+func (r *Reconciler) lock(ctx context.Context, s *v1alpha1.Sync) (unlock func(), res ctrl.Result, err error) {
+	if r.Leases == nil {
+		return func() {}, ctrl.Result{}, nil
+	}
+	holder := r.Holder
+	if holder == "" {
+		holder = Holder("controller")
+	}
+	unlock, err = Lock(ctx, r.Leases, s, holder, 0)
+	var busy *BusyError
+	if errors.As(err, &busy) {
+		log.FromContext(ctx).Info("sync busy, retrying", "holder", busy.Holder)
+		return nil, ctrl.Result{RequeueAfter: busyRetry}, nil
+	}
+	if err != nil {
+		return nil, ctrl.Result{}, err
+	}
+	if err := r.Leases.Get(ctx, client.ObjectKeyFromObject(s), s); err != nil {
+		unlock()
+		return nil, ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	return unlock, ctrl.Result{}, nil
 }
 
 // FinalizerPrune holds a deleted Sync until the objects it applied are
