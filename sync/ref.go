@@ -1,7 +1,12 @@
 package sync
 
 import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
 	"sort"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -93,4 +98,62 @@ func (inv Inventory) Minus(keep Inventory) Inventory {
 		}
 	}
 	return out
+}
+
+// CompressAbove is the inventory size above which a status holds the
+// inventory gzip-compressed: 30,000 entries as a list would pass etcd's
+// 1.5 MiB object limit, compressed they take a few hundred KiB.
+const CompressAbove = 1000
+
+// EncodeInventory is the status form of an inventory: a sorted list, or,
+// above CompressAbove entries, gzip-compressed tab-separated lines.
+func EncodeInventory(inv Inventory) ([]v1alpha1.ResourceRef, []byte) {
+	if len(inv) <= CompressAbove {
+		return inv.API(), nil
+	}
+	s := append(Inventory(nil), inv...)
+	sort.Slice(s, func(i, j int) bool { return s[i].ID() < s[j].ID() })
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	for _, r := range s {
+		// Writes to a bytes.Buffer do not fail.
+		_, _ = fmt.Fprintf(zw, "%s\t%s\t%s\t%s\t%s\n", r.Group, r.Version, r.Kind, r.Namespace, r.Name)
+	}
+	_ = zw.Close()
+	return nil, buf.Bytes()
+}
+
+// DecodeInventory reads an inventory in either status form.
+func DecodeInventory(list []v1alpha1.ResourceRef, compressed []byte) (Inventory, error) {
+	if len(compressed) == 0 {
+		return InventoryFromAPI(list), nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(compressed))
+	if err != nil {
+		return nil, fmt.Errorf("compressed inventory: %w", err)
+	}
+	data, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, fmt.Errorf("compressed inventory: %w", err)
+	}
+	var out Inventory
+	for line := range strings.SplitSeq(strings.TrimSuffix(string(data), "\n"), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) != 5 {
+			return nil, fmt.Errorf("compressed inventory: bad entry %q", line)
+		}
+		out = append(out, Ref{Group: f[0], Version: f[1], Kind: f[2], Namespace: f[3], Name: f[4]})
+	}
+	return out, nil
+}
+
+// SyncInventory reads a Sync's inventory from its status.
+func SyncInventory(st v1alpha1.SyncStatus) (Inventory, error) {
+	return DecodeInventory(st.Inventory, st.InventoryCompressed)
+}
+
+// SetSyncInventory writes inv into a Sync's status, compressed when large.
+func SetSyncInventory(st *v1alpha1.SyncStatus, inv Inventory) {
+	st.Inventory, st.InventoryCompressed = EncodeInventory(inv)
+	st.InventoryCount = int32(len(inv))
 }

@@ -35,12 +35,16 @@ type writeCounter struct {
 	mu    gosync.Mutex
 	n     atomic.Int64
 	all   atomic.Int64 // every request, reads and watches included
+	dry   atomic.Int64 // dry-run requests
 	paths []string
 }
 
 func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		w.all.Add(1)
+		if strings.Contains(r.URL.RawQuery, "dryRun=") {
+			w.dry.Add(1)
+		}
 		if r.Method != http.MethodGet && !strings.Contains(r.URL.RawQuery, "dryRun=") {
 			w.n.Add(1)
 			w.mu.Lock()
@@ -54,6 +58,7 @@ func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 func (w *writeCounter) reset() {
 	w.n.Store(0)
 	w.all.Store(0)
+	w.dry.Store(0)
 	w.mu.Lock()
 	w.paths = nil
 	w.mu.Unlock()

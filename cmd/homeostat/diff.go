@@ -92,7 +92,9 @@ machines.`,
 				if t.DefaultNamespace == "" {
 					t.DefaultNamespace = s.Namespace
 				}
-				inv = hsync.InventoryFromAPI(s.Status.Inventory)
+				if inv, err = hsync.SyncInventory(s.Status); err != nil {
+					return withCode(exitDiffError, err)
+				}
 				if inv == nil {
 					inv = hsync.Inventory{}
 				}

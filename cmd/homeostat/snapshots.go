@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"homeostat.dev/homeostat/render/api/v1alpha1"
+	hsync "homeostat.dev/homeostat/sync"
 	"homeostat.dev/homeostat/sync/controller"
 	"homeostat.dev/homeostat/sync/snapshot"
 )
@@ -143,12 +144,20 @@ func writeSnapshot(w io.Writer, s *v1alpha1.Snapshot) {
 	t := st.Timings
 	fmt.Fprintf(w, "Timings:   fetch %dms, render %dms, apply %dms, prune %dms, wait %dms\n",
 		t.FetchMillis, t.RenderMillis, t.ApplyMillis, t.PruneMillis, t.WaitMillis)
-	fmt.Fprintf(w, "Inventory: %d objects\n", len(st.Inventory))
+	if inv, err := hsync.DecodeInventory(st.Inventory, st.InventoryCompressed); err == nil {
+		fmt.Fprintf(w, "Inventory: %d objects\n", len(inv))
+	}
 	if len(st.Changes) > 0 {
 		fmt.Fprintln(w, "Changes:")
 		for _, c := range st.Changes {
 			fmt.Fprintf(w, "  %s %s\n", c.Object, c.Action)
 		}
+		if st.ChangesOmitted > 0 {
+			fmt.Fprintf(w, "  ... and %d more (`homeostat snapshots diff` shows every object)\n", st.ChangesOmitted)
+		}
+	}
+	if st.Count > 1 && st.FirstAt != nil && st.LastAt != nil {
+		fmt.Fprintf(w, "Repeated:  %d times, %s to %s\n", st.Count, st.FirstAt.UTC().Format(time.RFC3339), st.LastAt.UTC().Format(time.RFC3339))
 	}
 	if len(st.Health) > 0 {
 		fmt.Fprintln(w, "Unhealthy:")

@@ -116,6 +116,10 @@ func Start() (*Env, error) {
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
 	}
+	// A /16 service range (65,534 addresses, the default is a /24 of 254),
+	// so benchmarks of tens of thousands of Apps get real ClusterIP Services.
+	// It is only an allocation range: nothing is routed.
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.0.0.0/16")
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("start kube-apiserver and etcd from %s: %w", bin, err)

@@ -165,7 +165,11 @@ func (r *Reconciler) finalize(ctx context.Context, s *v1alpha1.Sync) error {
 		if err != nil {
 			return err
 		}
-		cs, err := eng.Prune(ctx, target(s), hsync.InventoryFromAPI(s.Status.Inventory))
+		inv, err := hsync.SyncInventory(s.Status)
+		if err != nil {
+			return err
+		}
+		cs, err := eng.Prune(ctx, target(s), inv)
 		if err != nil {
 			return fmt.Errorf("prune objects of deleted sync %s/%s: %w", s.Namespace, s.Name, err)
 		}

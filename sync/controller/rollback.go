@@ -47,7 +47,11 @@ func (r *Runner) Rollback(ctx context.Context, s *v1alpha1.Sync, snapName string
 	if err := r.Client.Patch(ctx, s, client.MergeFrom(base)); err != nil {
 		return Outcome{}, fmt.Errorf("suspend sync %s/%s: %w", s.Namespace, s.Name, err)
 	}
-	o := Outcome{Trigger: TriggerRollback, Inventory: hsync.InventoryFromAPI(s.Status.Inventory), objects: objs, Reason: ReasonSucceeded}
+	inv, err := hsync.SyncInventory(s.Status)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("sync %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	o := Outcome{Trigger: TriggerRollback, Inventory: inv, objects: objs, Reason: ReasonSucceeded}
 	o.before = o.Inventory
 	o.Revision = Revision{Name: snap.Spec.Revision, Message: "rollback to " + snapName + ": " + snap.Spec.Message, Author: snap.Spec.Author}
 	o.Timings.StartedAt = &metav1.Time{Time: time.Now()}

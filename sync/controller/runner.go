@@ -126,8 +126,15 @@ func (o Outcome) Failed() bool { return o.Err != nil }
 // and patches the status once. A revision that fails to render applies and
 // prunes nothing; a failed apply prunes nothing.
 func (r *Runner) Sync(ctx context.Context, s *v1alpha1.Sync, trigger string) Outcome {
-	o := Outcome{Trigger: trigger, Inventory: hsync.InventoryFromAPI(s.Status.Inventory)}
-	o.before = o.Inventory
+	o := Outcome{Trigger: trigger}
+	inv, err := hsync.SyncInventory(s.Status)
+	if err != nil {
+		// Never sync (and so never record) over an inventory we cannot read.
+		r.Log.Error(err, "read inventory", "sync", s.Namespace+"/"+s.Name)
+		o.Skipped, o.Err = true, err
+		return o
+	}
+	o.Inventory, o.before = inv, inv
 	o.Timings.StartedAt = &metav1.Time{Time: time.Now()}
 	if timeout := durationOr(s.Spec.Timeout, 5*time.Minute); timeout > 0 {
 		var cancel context.CancelFunc
@@ -287,9 +294,9 @@ func (r *Runner) recordIntent(s *v1alpha1.Sync, o *Outcome) func(context.Context
 			return nil
 		}
 		base := s.DeepCopy()
-		s.Status.Inventory = inv.API()
+		hsync.SetSyncInventory(&s.Status, inv)
 		if err := r.Client.Status().Patch(ctx, s, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-			s.Status.Inventory = base.Status.Inventory
+			s.Status = base.Status
 			return fmt.Errorf("sync %s/%s: %w", s.Namespace, s.Name, err)
 		}
 		o.Inventory = inv

@@ -20,7 +20,7 @@ func ApplyStatus(s *v1alpha1.Sync, o Outcome) {
 	if o.Revision.Name != "" {
 		st.LastAttemptedRevision = o.Revision.Name
 	}
-	st.Inventory = o.Inventory.API()
+	hsync.SetSyncInventory(st, o.Inventory)
 	if o.Snapshot != "" {
 		st.LastSnapshot = o.Snapshot
 	}

@@ -45,6 +45,11 @@ const DefaultHistory = 20
 // `snapshots rollback` without a target.
 const KeepSucceeded = 3
 
+// MaxChanges is how many changes a Snapshot lists; 30,000 of them would
+// pass etcd's object size limit. The counts stay complete, and `snapshots
+// diff` compares the recorded objects.
+const MaxChanges = 1000
+
 // Record is what one sync attempt did, as the loop saw it.
 type Record struct {
 	Revision, Message, Author, Path, Trigger string
@@ -121,7 +126,6 @@ func build(s *v1alpha1.Sync, r Record, now metav1.Time) (*v1alpha1.Snapshot, err
 			Unchanged:  int32(r.Changes.Count(hsync.Unchanged)),
 			Pruned:     int32(r.Changes.Count(hsync.Pruned)),
 			Changes:    r.Changes.API(),
-			Inventory:  r.Inventory.API(),
 			Healthy:    r.Healthy,
 			Timings:    r.Timings,
 			Objects:    objs,
@@ -131,6 +135,10 @@ func build(s *v1alpha1.Sync, r Record, now metav1.Time) (*v1alpha1.Snapshot, err
 		},
 	}
 	st := &snap.Status
+	st.Inventory, st.InventoryCompressed = hsync.EncodeInventory(r.Inventory)
+	if n := len(st.Changes); n > MaxChanges {
+		st.Changes, st.ChangesOmitted = st.Changes[:MaxChanges], int32(n-MaxChanges)
+	}
 	st.Changed = st.Created + st.Configured
 	for _, h := range r.Health {
 		st.Health = append(st.Health, v1alpha1.Change{Object: h.Ref.String(), Action: h.Err})
@@ -156,7 +164,7 @@ func create(ctx context.Context, c client.Client, snap *v1alpha1.Snapshot, now t
 		if tooLarge(err) && snap.Status.Objects != nil {
 			st := &snap.Status
 			note := fmt.Sprintf("snapshot too large for the API server (%d changes, %d objects in the inventory): its objects, changes and inventory are left out, so it cannot be rolled back to", len(st.Changes), len(st.Inventory))
-			st.Objects, st.Changes, st.Inventory = nil, nil, nil
+			st.Objects, st.Changes, st.Inventory, st.InventoryCompressed = nil, nil, nil, nil
 			st.Error = strings.TrimPrefix(st.Error+"; "+note, "; ")
 			err = c.Create(ctx, snap)
 		}

@@ -122,9 +122,18 @@ type SyncStatus struct {
 	// +optional
 	LastHandledSyncAt string `json:"lastHandledSyncAt,omitempty"`
 	// Inventory lists every object this Sync applied and still owns; pruning
-	// never deletes anything outside it.
+	// never deletes anything outside it. Above a thousand entries it is
+	// held in InventoryCompressed instead.
 	// +optional
 	Inventory []ResourceRef `json:"inventory,omitempty"`
+	// InventoryCompressed is a large inventory as gzip-compressed lines
+	// "group<TAB>version<TAB>Kind<TAB>namespace<TAB>name", so a Sync of tens
+	// of thousands of objects stays far within etcd's object size limit.
+	// +optional
+	InventoryCompressed []byte `json:"inventoryCompressed,omitempty"`
+	// InventoryCount is the number of objects in the inventory.
+	// +optional
+	InventoryCount int32 `json:"inventoryCount,omitempty"`
 }
 
 // Sync is a git repository path kept applied to the cluster.
@@ -230,12 +239,19 @@ type SnapshotStatus struct {
 	// Changed is Created + Configured, for printing.
 	// +optional
 	Changed int32 `json:"changed"`
-	// Changes lists every object that was created, configured or pruned.
+	// Changes lists every object that was created, configured or pruned,
+	// at most the first thousand (the counts are complete).
 	// +optional
 	Changes []Change `json:"changes,omitempty"`
-	// Inventory is what the Sync owned after this sync.
+	// ChangesOmitted is how many changes did not fit in Changes.
+	// +optional
+	ChangesOmitted int32 `json:"changesOmitted,omitempty"`
+	// Inventory is what the Sync owned after this sync; above a thousand
+	// entries it is in InventoryCompressed instead (as in a Sync's status).
 	// +optional
 	Inventory []ResourceRef `json:"inventory,omitempty"`
+	// +optional
+	InventoryCompressed []byte `json:"inventoryCompressed,omitempty"`
 	// Healthy is true when every object was healthy at the end (or the wait was skipped).
 	// +optional
 	Healthy bool `json:"healthy,omitempty"`

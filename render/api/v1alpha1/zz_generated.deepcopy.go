@@ -1021,6 +1021,11 @@ func (in *SnapshotStatus) DeepCopyInto(out *SnapshotStatus) {
 		*out = make([]ResourceRef, len(*in))
 		copy(*out, *in)
 	}
+	if in.InventoryCompressed != nil {
+		in, out := &in.InventoryCompressed, &out.InventoryCompressed
+		*out = make([]byte, len(*in))
+		copy(*out, *in)
+	}
 	if in.Health != nil {
 		in, out := &in.Health, &out.Health
 		*out = make([]Change, len(*in))
@@ -1237,6 +1242,11 @@ func (in *SyncStatus) DeepCopyInto(out *SyncStatus) {
 	if in.Inventory != nil {
 		in, out := &in.Inventory, &out.Inventory
 		*out = make([]ResourceRef, len(*in))
+		copy(*out, *in)
+	}
+	if in.InventoryCompressed != nil {
+		in, out := &in.InventoryCompressed, &out.InventoryCompressed
+		*out = make([]byte, len(*in))
 		copy(*out, *in)
 	}
 }
