@@ -81,14 +81,14 @@ func runController(ctx context.Context, f controllerFlags) error {
 	if err != nil {
 		return withCode(exitFailure, fmt.Errorf("kubeconfig: %w", err))
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	mgr, err := ctrl.NewManager(cfg, scopeCache(ctrl.Options{
 		Scheme:                  syncScheme(),
 		Metrics:                 metricsserver.Options{BindAddress: f.metricsAddr},
 		HealthProbeBindAddress:  f.probeAddr,
 		LeaderElection:          f.leaderElect,
 		LeaderElectionID:        "homeostat-controller",
 		LeaderElectionNamespace: f.leaderNamespace,
-	})
+	}))
 	if err != nil {
 		return withCode(exitFailure, fmt.Errorf("create manager: %w", err))
 	}

@@ -82,8 +82,9 @@ func (r *PostgresReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.PersistentVolumeClaim{}, byCluster).
 		Watches(&v1alpha1.Backup{}, byCluster).
 		// A Stalled cluster waits for its S3 secret: creating or fixing it
-		// wakes the cluster up.
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.postgresForSecret)).
+		// wakes the cluster up. Metadata is all the mapping needs, so the
+		// data of the cluster's Secrets is never held in the cache.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.postgresForSecret), builder.OnlyMetadata).
 		Complete(r)
 }
 
