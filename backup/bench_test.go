@@ -29,7 +29,16 @@ var bench struct {
 	err    error
 }
 
-const benchScale = 70
+// benchScale is the pgbench scale of the shared server: 70 is about 1 GiB.
+// HOMEOSTAT_BENCH_SCALE lowers it for a quick trial run of the benchmarks.
+var benchScale = envInt("HOMEOSTAT_BENCH_SCALE", 70)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
 
 func benchServer(b *testing.B) (*pgtest.Server, *backup.S3) {
 	b.Helper()
