@@ -168,6 +168,10 @@ func validatePipeline(d *document, pl *v1alpha1.Pipeline) []Problem {
 	}
 	c.atLeast(spec.at("concurrency"), s.Concurrency, 1)
 	c.atLeast(spec.at("history"), s.History, 1)
+	if s.Logs != nil {
+		c.s3(spec.at("logs", "s3"), &s.Logs.S3)
+	}
+	c.pipelineSecrets(spec.at("secrets"), s.Secrets)
 	if n := s.Notify; n != nil {
 		p := spec.at("notify")
 		if w := n.Webhook; w != nil {
@@ -183,6 +187,25 @@ func validatePipeline(d *document, pl *v1alpha1.Pipeline) []Problem {
 		}
 	}
 	return c.problems
+}
+
+// pipelineSecrets checks the allow-list of secrets: each named once, each
+// with at least one branch, as a glob.
+func (c *checker) pipelineSecrets(p fieldPath, secrets []v1alpha1.PipelineSecret) {
+	seen := map[string]bool{}
+	for i, sec := range secrets {
+		at := p.index(i)
+		if c.required(at.at("name"), sec.Name) && seen[sec.Name] {
+			c.add(at.at("name"), "%q is listed twice", sec.Name)
+		}
+		seen[sec.Name] = true
+		if len(sec.Branches) == 0 {
+			c.add(at.at("branches"), "required: the branches whose builds may use the secret (names or globs)")
+		}
+		for j, b := range sec.Branches {
+			c.glob(at.at("branches").index(j), b)
+		}
+	}
 }
 
 func (c *checker) oneOf(p fieldPath, v string, allowed ...string) {

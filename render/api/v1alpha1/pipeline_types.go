@@ -41,6 +41,34 @@ type PipelineSpec struct {
 	// Notify says who hears about finished builds.
 	// +optional
 	Notify *Notify `json:"notify,omitempty"`
+	// Logs keeps every build's log in an object store, so it outlives the
+	// build's pod; without it the log lives only as long as the pod.
+	// +optional
+	Logs *PipelineLogs `json:"logs,omitempty"`
+	// Secrets are the only Secrets a steps file may name in secretEnv, each
+	// on the branches listed. The authority is here, in the reviewed
+	// Pipeline, not in the steps file that anyone with push access edits.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Secrets []PipelineSecret `json:"secrets,omitempty"`
+}
+
+// PipelineLogs says where build logs are kept.
+type PipelineLogs struct {
+	// S3 is the store, the same shape as a Postgres backup's; the logs go
+	// under PATH/NAMESPACE/BUILD/.
+	S3 S3Store `json:"s3"`
+}
+
+// PipelineSecret allows builds of some branches to use a Secret.
+type PipelineSecret struct {
+	// Name of a Secret in the pipeline's namespace.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// Branches whose builds may use it: names or globs ("release/*").
+	// +kubebuilder:validation:MinItems=1
+	Branches []string `json:"branches"`
 }
 
 // Notify lists where build results are sent.
@@ -201,6 +229,10 @@ type BuildStatus struct {
 	// timeout, a clone error.
 	// +optional
 	Message string `json:"message,omitempty"`
+	// LogURL is where the build's log is kept once its pod is gone
+	// (s3://BUCKET/KEY), set when the pipeline has spec.logs.
+	// +optional
+	LogURL string `json:"logURL,omitempty"`
 	// Notified is true once the result has been sent.
 	// +optional
 	Notified bool `json:"notified,omitempty"`
