@@ -137,6 +137,10 @@ func (r *BuildReconciler) start(ctx context.Context, b *v1alpha1.Build) (ctrl.Re
 		b.Status.Message = err.Error()
 		return ctrl.Result{}, err
 	}
+	if problems == nil {
+		// Refused before the pod exists: the secret's value never leaves the API.
+		problems = RefusedSecrets(p, b.Spec.Branch, fileName(p), f)
+	}
 	if problems != nil {
 		fail(b, steps.Format(problems))
 		return r.finish(ctx, b)

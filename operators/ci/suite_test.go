@@ -213,6 +213,8 @@ func newPipeline(t *testing.T, ns, name, repo string, mutate func(*v1alpha1.Pipe
 		Spec: v1alpha1.PipelineSpec{
 			Repo:     repo,
 			Interval: &metav1.Duration{Duration: time.Hour}, // tests trigger polls themselves
+			// goodSteps reads ci-token; the secrets tests narrow this.
+			Secrets: []v1alpha1.PipelineSecret{{Name: "ci-token", Branches: []string{"*", "*/*"}}},
 		},
 	}
 	if mutate != nil {

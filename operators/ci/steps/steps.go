@@ -67,6 +67,8 @@ type SecretEnv struct {
 	Name   string
 	Secret string
 	Key    string
+	// Line is where the variable is defined, for messages.
+	Line int
 }
 
 // Step is one command, or a pause that holds the workspace for a person.
@@ -210,7 +212,7 @@ func (p *parser) secretEnv(v *yaml.Node) []SecretEnv {
 		if !envName.MatchString(k.Value) {
 			p.add(k, field, "not a valid environment variable name")
 		}
-		se := SecretEnv{Name: k.Value}
+		se := SecretEnv{Name: k.Value, Line: k.Line}
 		fields := p.fields(val, field, "secret", "key")
 		se.Secret, se.Key = fields["secret"], fields["key"]
 		if val.Kind == yaml.MappingNode && (se.Secret == "" || se.Key == "") {

@@ -22,7 +22,7 @@ func TestParseValidFile(t *testing.T) {
 		Services: []Service{{Name: "db", Image: "postgres:16", Line: 3,
 			Env: []EnvVar{{Name: "POSTGRES_PASSWORD", Value: "test"}}}},
 		Env:       []EnvVar{{Name: "CGO_ENABLED", Value: "0"}, {Name: "GOFLAGS", Value: "-mod=mod"}},
-		SecretEnv: []SecretEnv{{Name: "TOKEN", Secret: "ci-token", Key: "token"}},
+		SecretEnv: []SecretEnv{{Name: "TOKEN", Secret: "ci-token", Key: "token", Line: 5}},
 		Timeout:   30 * time.Minute,
 		Steps: []Step{
 			{Name: "test", Run: "go test ./...", Line: 8},
