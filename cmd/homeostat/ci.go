@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -71,7 +72,7 @@ func newCICommand() *cobra.Command {
 		Use:   "ci",
 		Short: "Run CI steps locally, and inspect, resume and re-run builds",
 	}
-	cmd.AddCommand(newCIRunCommand(), newCIAgentCommand(), newCIPausedCommand(), newCIResumeCommand(), newCIRerunCommand(), newCILogsCommand())
+	cmd.AddCommand(newCIRunCommand(), newCIAgentCommand(), newCIPausedCommand(), newCIResumeCommand(), newCIRerunCommand(), newCILogsCommand(), newCIShipLogCommand())
 	return cmd
 }
 
@@ -131,10 +132,14 @@ func runLocal(cmd *cobra.Command, dir, file, resumeFile string) error {
 			_, _ = fmt.Fprintf(errOut, "warning: secretEnv %s (secret %s, key %s) is not set in this environment\n", s.Name, s.Secret, s.Key)
 		}
 	}
+	var secretNames []string
+	for _, s := range f.SecretEnv {
+		secretNames = append(secretNames, s.Name)
+	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res := agent.Run(ctx, f, agent.Options{
-		Dir: dir, Env: os.Environ(), Out: out,
+		Dir: dir, Env: os.Environ(), Out: out, Mask: envValues(secretNames),
 		Resume:     agent.FileResumer{Path: resumeFile},
 		ResumeHint: "homeostat ci resume --file " + resumeFile,
 	})
@@ -164,6 +169,8 @@ func printSummary(w io.Writer, r agent.Result) {
 
 func newCIAgentCommand() *cobra.Command {
 	var dir, file, resumeFile, resultFile, pausedFile string
+	var maskEnv []string
+	var logFile string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run a build's steps inside its pod (the build container's command)",
@@ -177,11 +184,22 @@ controller reads it. Exit code 0 when the build passed, 1 otherwise.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			out := cmd.OutOrStdout()
+			if logFile != "" {
+				// The log sidecar ships this file to the store.
+				f, err := os.OpenFile(logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+				if err != nil {
+					return withCode(exitFailure, fmt.Errorf("open log file: %w", err))
+				}
+				defer func() { _ = f.Close() }()
+				out = io.MultiWriter(out, f)
+			}
 			res := agent.RunFile(ctx, file, agent.Options{
-				Dir: dir, Env: os.Environ(), Out: cmd.OutOrStdout(),
+				Dir: dir, Env: os.Environ(), Out: out,
 				Resume:     agent.FileResumer{Path: resumeFile},
 				ResumeHint: "homeostat ci resume " + os.Getenv("HOMEOSTAT_BUILD"),
 				PausedFile: pausedFile,
+				Mask:       envValues(maskEnv),
 			})
 			if resultFile != "" {
 				if err := os.WriteFile(resultFile, agent.Encode(res, agent.MaxResultSize), 0o644); err != nil {
@@ -199,7 +217,20 @@ controller reads it. Exit code 0 when the build passed, 1 otherwise.`,
 	cmd.Flags().StringVar(&resumeFile, "resume-file", "/etc/homeostat/podinfo/resume", "file whose content \"true\" resumes a pause")
 	cmd.Flags().StringVar(&resultFile, "result-file", "", "where to write the JSON result (the pod's termination message path)")
 	cmd.Flags().StringVar(&pausedFile, "paused-file", "", "file that exists while a pause step waits (for the readiness probe)")
+	cmd.Flags().StringSliceVar(&maskEnv, "mask-env", nil, "environment variables whose values are secrets, written as *** in the log")
+	cmd.Flags().StringVar(&logFile, "log-file", "", "also write the log to this file (for the log sidecar)")
 	return cmd
+}
+
+// envValues are the values of the named environment variables, for masking.
+func envValues(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if v, ok := os.LookupEnv(n); ok {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // newCIPausedCommand is the build container's readiness probe: images need
@@ -308,36 +339,56 @@ func newCILogsCommand() *cobra.Command {
 				}
 				return errors.New(msg)
 			}
-			cfg, err := restConfig()
-			if err != nil {
-				return fmt.Errorf("kubeconfig: %w", err)
-			}
-			cs, err := kubernetes.NewForConfig(cfg)
-			if err != nil {
-				return err
-			}
-			pod, err := cs.CoreV1().Pods(ns).Get(cmd.Context(), b.Status.Pod, metav1.GetOptions{})
-			if err != nil {
-				return fmt.Errorf("pod of build %s: %w", b.Name, err)
-			}
-			if pod.Spec.NodeName == "" {
-				// The API server answers an empty log for a pod no node has
-				// taken yet; say so instead of printing nothing.
-				return fmt.Errorf("build %s: pod %s is not scheduled yet (phase %s), so it has no log", b.Name, pod.Name, orDash(string(pod.Status.Phase)))
-			}
-			req := cs.CoreV1().Pods(ns).GetLogs(b.Status.Pod, &corev1.PodLogOptions{Container: "agent", Follow: follow})
-			stream, err := req.Stream(cmd.Context())
-			if err != nil {
-				return fmt.Errorf("logs of build %s (pod %s): %w", b.Name, b.Status.Pod, err)
-			}
-			defer func() { _ = stream.Close() }()
-			_, err = io.Copy(cmd.OutOrStdout(), stream)
-			return err
+			return printBuildLog(cmd.Context(), c, &b, follow, cmd.OutOrStdout())
 		},
 	}
 	addNamespaceFlag(cmd, &namespace)
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing while the build runs")
 	return cmd
+}
+
+// printBuildLog prints the agent container's log from the pod while it
+// exists, else (the pod is gone, or no node serves its log any more) the
+// copy the pipeline's log store holds: the same bytes either way.
+func printBuildLog(ctx context.Context, c client.Client, b *v1alpha1.Build, follow bool, w io.Writer) error {
+	cfg, err := restConfig()
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	pod, err := cs.CoreV1().Pods(b.Namespace).Get(ctx, b.Status.Pod, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err) && b.Status.LogURL != "":
+		return printStoredLog(ctx, c, b, w)
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("build %s: pod %s is gone, and with it the log (the pipeline keeps no logs: spec.logs)", b.Name, b.Status.Pod)
+	case err != nil:
+		return fmt.Errorf("pod of build %s: %w", b.Name, err)
+	}
+	if pod.Spec.NodeName == "" {
+		// The API server answers an empty log for a pod no node has
+		// taken yet; say so instead of printing nothing.
+		return fmt.Errorf("build %s: pod %s is not scheduled yet (phase %s), so it has no log", b.Name, pod.Name, orDash(string(pod.Status.Phase)))
+	}
+	req := cs.CoreV1().Pods(b.Namespace).GetLogs(b.Status.Pod, &corev1.PodLogOptions{Container: "agent", Follow: follow})
+	stream, err := req.Stream(ctx)
+	if err != nil && b.Status.LogURL != "" && finishedBuild(b) {
+		// A finished build's node may be gone while its pod object stays.
+		return printStoredLog(ctx, c, b, w)
+	}
+	if err != nil {
+		return fmt.Errorf("logs of build %s (pod %s): %w", b.Name, b.Status.Pod, err)
+	}
+	defer func() { _ = stream.Close() }()
+	_, err = io.Copy(w, stream)
+	return err
+}
+
+func finishedBuild(b *v1alpha1.Build) bool {
+	return b.Status.Phase == v1alpha1.BuildSucceeded || b.Status.Phase == v1alpha1.BuildFailed
 }
 
 func addNamespaceFlag(cmd *cobra.Command, ns *string) {

@@ -69,6 +69,9 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Env is added to every process's environment (after os.Environ()).
 	Env []string
+	// Namespace, when set, limits the kubelet to that namespace's pods and
+	// Jobs, so tests sharing an API server leave each other's pods alone.
+	Namespace string
 }
 
 // Start begins watching the API server through c.
@@ -139,7 +142,7 @@ var managed = client.MatchingLabels{v1alpha1.LabelManagedBy: v1alpha1.ManagedByV
 
 func (k *Kubelet) syncPods(ctx context.Context) {
 	var pods corev1.PodList
-	if err := k.client.List(ctx, &pods, managed); err != nil {
+	if err := k.client.List(ctx, &pods, managed, client.InNamespace(k.opts.Namespace)); err != nil {
 		return
 	}
 	seen := map[string]bool{}
@@ -164,6 +167,7 @@ func (k *Kubelet) syncPods(ctx context.Context) {
 		case p == nil && pod.Status.Phase == "" || p == nil && pod.Status.Phase == corev1.PodPending:
 			k.startPod(ctx, pod)
 		case p != nil:
+			k.refreshDownward(pod)
 			k.probe(ctx, pod, p)
 		}
 	}
@@ -172,7 +176,7 @@ func (k *Kubelet) syncPods(ctx context.Context) {
 
 func (k *Kubelet) syncJobs(ctx context.Context) {
 	var jobs batchv1.JobList
-	if err := k.client.List(ctx, &jobs, managed); err != nil {
+	if err := k.client.List(ctx, &jobs, managed, client.InNamespace(k.opts.Namespace)); err != nil {
 		return
 	}
 	seen := map[string]bool{}
@@ -208,7 +212,7 @@ func (k *Kubelet) reap(seen map[string]bool, prefix string) {
 // controller would) from deleted claims no running process uses.
 func (k *Kubelet) releaseClaims(ctx context.Context) {
 	var pvcs corev1.PersistentVolumeClaimList
-	if err := k.client.List(ctx, &pvcs, managed); err != nil {
+	if err := k.client.List(ctx, &pvcs, managed, client.InNamespace(k.opts.Namespace)); err != nil {
 		return
 	}
 	for i := range pvcs.Items {

@@ -62,8 +62,10 @@ func (m *mapper) volumeDir(v *corev1.Volume) (string, error) {
 			return "", err
 		}
 		return d, nil
+	case v.DownwardAPI != nil:
+		return m.writeDownwardVolume(v)
 	default:
-		return "", fmt.Errorf("volume %s: only claims, emptyDirs and secrets are supported", v.Name)
+		return "", fmt.Errorf("volume %s: only claims, emptyDirs, secrets and downward-API volumes are supported", v.Name)
 	}
 	return d, mkdir(d)
 }
@@ -100,6 +102,7 @@ func (m *mapper) argv(c *corev1.Container) ([]string, error) {
 			m.mounts = append(m.mounts, mount{path: vm.MountPath, dir: d})
 		}
 	}
+	m.mounts = append(m.mounts, m.terminationMount(c))
 	sort.Slice(m.mounts, func(i, j int) bool { return len(m.mounts[i].path) > len(m.mounts[j].path) })
 	argv := append(append([]string(nil), c.Command...), c.Args...)
 	if len(argv) == 0 {

@@ -31,10 +31,13 @@ type proc struct {
 	cmd             *exec.Cmd
 	killed          bool
 	exited          chan struct{}
+	sidecars        sidecars
+	probes          execProbes
 }
 
 // kill ends the process tree at once (a crashed node).
 func (p *proc) kill() {
+	p.sidecars.kill()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.killed = true
@@ -146,18 +149,29 @@ func (k *Kubelet) run(ctx context.Context, w workload, p *proc, done func(phase 
 		close(p.exited)
 	}()
 	containers := append(append([]corev1.Container(nil), w.spec.InitContainers...), w.spec.Containers[0])
+	// Native sidecars run beside the rest and stop after the main
+	// container, before the pod's phase is final (sidecar.go).
+	defer p.sidecars.stop()
 	for i, c := range containers {
-		code, err := k.runContainer(ctx, w, p, &c)
+		var code int
+		var err error
+		if isSidecar(&c) {
+			err = k.startSidecar(ctx, w, p, c)
+		} else {
+			code, err = k.runContainer(ctx, w, p, &c)
+		}
 		if err != nil || code != 0 {
 			msg := fmt.Sprintf("container %s exited %d", c.Name, code)
 			if err != nil {
 				msg = fmt.Sprintf("container %s: %v", c.Name, err)
 			}
 			k.logf("%s: %s", w.key(), msg)
+			p.sidecars.stop()
 			done(string(corev1.PodFailed), code, msg)
 			return
 		}
 		if i == len(containers)-1 {
+			p.sidecars.stop()
 			k.logf("%s: completed", w.key())
 			done(string(corev1.PodSucceeded), 0, "")
 		}
@@ -165,28 +179,11 @@ func (k *Kubelet) run(ctx context.Context, w workload, p *proc, done func(phase 
 }
 
 func (k *Kubelet) runContainer(ctx context.Context, w workload, p *proc, c *corev1.Container) (int, error) {
-	m, err := k.mapper(ctx, w, p)
-	if err != nil {
-		return -1, err
-	}
-	argv, err := m.argv(c)
-	if err != nil {
-		return -1, err
-	}
-	env, err := k.env(ctx, w, c, m)
-	if err != nil {
-		return -1, err
-	}
-	logPath := filepath.Join(k.opts.Dir, "logs", fmt.Sprintf("%s_%s_%s_%s.log", w.kind, w.ns, w.name, c.Name))
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	cmd, logFile, err := k.command(ctx, w, p, c)
 	if err != nil {
 		return -1, err
 	}
 	defer logFile.Close()
-	fmt.Fprintf(logFile, "+ %s\n", strings.Join(argv, " "))
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env, cmd.Stdout, cmd.Stderr, cmd.Dir = env, logFile, logFile, m.podDir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p.mu.Lock()
 	if p.killed {
 		p.mu.Unlock()
@@ -196,10 +193,44 @@ func (k *Kubelet) runContainer(ctx context.Context, w workload, p *proc, c *core
 	err = cmd.Start()
 	p.mu.Unlock()
 	if err != nil {
-		return -1, fmt.Errorf("start %s: %w", argv[0], err)
+		return -1, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
 	k.logf("%s: started %s (pid %d, port %d)", w.key(), c.Name, cmd.Process.Pid, p.port)
-	err = cmd.Wait()
+	return waitContainer(cmd)
+}
+
+// command prepares a container's process, its output appended to the
+// container's log file (which the caller closes).
+func (k *Kubelet) command(ctx context.Context, w workload, p *proc, c *corev1.Container) (*exec.Cmd, *os.File, error) {
+	m, err := k.mapper(ctx, w, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	argv, err := m.argv(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	env, err := k.env(ctx, w, c, m)
+	if err != nil {
+		return nil, nil, err
+	}
+	_ = os.Remove(terminationFile(m.podDir, c.Name))
+	logPath := filepath.Join(k.opts.Dir, "logs", fmt.Sprintf("%s_%s_%s_%s.log", w.kind, w.ns, w.name, c.Name))
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, nil, err
+	}
+	fmt.Fprintf(logFile, "+ %s\n", strings.Join(argv, " "))
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env, cmd.Stdout, cmd.Stderr, cmd.Dir = env, logFile, logFile, m.podDir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd, logFile, nil
+}
+
+// waitContainer waits for a started container process and returns its exit
+// code (128+signal when killed).
+func waitContainer(cmd *exec.Cmd) (int, error) {
+	err := cmd.Wait()
 	// A supervisor may leave children behind; a container's end ends them.
 	killTree(cmd.Process.Pid, syscall.SIGKILL)
 	var ee *exec.ExitError
@@ -214,7 +245,7 @@ func (k *Kubelet) runContainer(ctx context.Context, w workload, p *proc, c *core
 
 // env is the process environment: the test's, then the container's.
 func (k *Kubelet) env(ctx context.Context, w workload, c *corev1.Container, m *mapper) ([]string, error) {
-	env := append(append([]string(nil), os.Environ()...), k.opts.Env...)
+	env := append(append(append([]string(nil), os.Environ()...), k.opts.Env...), podEnv(w, m.p)...)
 	for _, e := range c.Env {
 		v := e.Value
 		switch {
@@ -258,6 +289,8 @@ func (k *Kubelet) probe(ctx context.Context, pod *corev1.Pod, p *proc) {
 		if conn != nil {
 			conn.Close()
 		}
+	} else if rp != nil && rp.Exec != nil {
+		ready = k.execReady(ctx, pod, p, rp)
 	}
 	if podIsReady(pod) == ready {
 		return
@@ -344,9 +377,13 @@ func (k *Kubelet) podExited(ctx context.Context, pod *corev1.Pod, phase string, 
 		}
 		s.Phase, s.Message, s.Conditions = corev1.PodPhase(phase), msg, podConditions(false)
 		for i := range s.ContainerStatuses {
+			m := msg
+			if tm := k.terminationMessage(pod, s.ContainerStatuses[i].Name); tm != "" {
+				m = tm
+			}
 			s.ContainerStatuses[i].Ready = false
 			s.ContainerStatuses[i].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-				ExitCode: int32(code), Message: msg, FinishedAt: metav1.Now(),
+				ExitCode: int32(code), Message: m, FinishedAt: metav1.Now(),
 			}}
 		}
 	})

@@ -102,6 +102,8 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 
 func (r *BuildReconciler) step(ctx context.Context, b *v1alpha1.Build) (ctrl.Result, error) {
 	switch {
+	case !b.DeletionTimestamp.IsZero():
+		return r.release(ctx, b)
 	case finished(b):
 		return r.finish(ctx, b)
 	case b.Status.Pod == "":
@@ -127,6 +129,11 @@ func (r *BuildReconciler) start(ctx context.Context, b *v1alpha1.Build) (ctrl.Re
 		b.Status.Phase, b.Status.Message = v1alpha1.BuildPending, wait
 		return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
 	}
+	if p.Spec.Logs != nil {
+		if added, err := r.ensureLogFinalizer(ctx, b); added || err != nil {
+			return ctrl.Result{RequeueAfter: time.Millisecond}, err
+		}
+	}
 	f, problems, err := r.stepsFile(ctx, b, p)
 	if permanentGitError(err) {
 		fail(b, err.Error())
@@ -151,6 +158,9 @@ func (r *BuildReconciler) start(ctx context.Context, b *v1alpha1.Build) (ctrl.Re
 	}
 	now := metav1.NewTime(r.now())
 	b.Status.Phase, b.Status.Pod, b.Status.StartedAt, b.Status.Message = v1alpha1.BuildRunning, pod.Name, &now, ""
+	if p.Spec.Logs != nil {
+		b.Status.LogURL = logURL(p, b)
+	}
 	r.event(b, corev1.EventTypeNormal, "Started", "pod %s runs commit %s", pod.Name, shortCommit(b.Spec.Commit))
 	if err := r.deliver(ctx, r.notifiers(ctx, p, true), buildEvent(b)); err != nil {
 		log.FromContext(ctx).Info("pending commit status not sent", "build", b.Name, "error", err.Error())

@@ -1,6 +1,8 @@
 package ci
 
 import (
+	"strings"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -77,20 +79,19 @@ func BuildPod(b *v1alpha1.Build, p *v1alpha1.Pipeline, f *steps.File, o PodOptio
 		Command:      []string{imageBinary, "copy-self", installDir + "/homeostat"},
 		VolumeMounts: []corev1.VolumeMount{{Name: "homeostat", MountPath: installDir}},
 	}, clone}
+	agentCmd, env := agentCommand(b, f, file)
+	agentMounts := append(mounts, corev1.VolumeMount{Name: "podinfo", MountPath: podInfoDir, ReadOnly: true})
+	if p.Spec.Logs != nil {
+		// First of the sidecars, so it is stopped last, after the services.
+		initContainers = append(initContainers, logSidecar(b, p, o))
+		volumes = append(volumes, corev1.Volume{Name: "log", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+		agentMounts = append(agentMounts, corev1.VolumeMount{Name: "log", MountPath: logDir})
+		agentCmd = append(agentCmd, "--log-file", logFile)
+	}
 	for _, s := range f.Services {
 		initContainers = append(initContainers, corev1.Container{
 			Name: s.Name, Image: s.Image, Command: s.Command, Env: envVars(s.Env), RestartPolicy: &always,
 		})
-	}
-	env := append(envVars(f.Env),
-		corev1.EnvVar{Name: "HOMEOSTAT_BUILD", Value: b.Name},
-		corev1.EnvVar{Name: "HOMEOSTAT_COMMIT", Value: b.Spec.Commit},
-		corev1.EnvVar{Name: "HOMEOSTAT_BRANCH", Value: b.Spec.Branch},
-	)
-	for _, s := range f.SecretEnv {
-		env = append(env, corev1.EnvVar{Name: s.Name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-			LocalObjectReference: corev1.LocalObjectReference{Name: s.Secret}, Key: s.Key,
-		}}})
 	}
 	deadline := int64(f.Timeout.Seconds()) + extraDeadline
 	no := false
@@ -120,8 +121,7 @@ func BuildPod(b *v1alpha1.Build, p *v1alpha1.Pipeline, f *steps.File, o PodOptio
 			Containers: []corev1.Container{{
 				Name:  agentName,
 				Image: f.Image,
-				Command: []string{agentBinary, "ci", "agent", "--dir", workspaceDir, "--file", file,
-					"--resume-file", resumeFile, "--result-file", resultFile, "--paused-file", pausedFile},
+				Command: agentCmd,
 				// Ready means "paused": the Build shows Paused while a person
 				// may exec in, and Running again once resumed.
 				ReadinessProbe: &corev1.Probe{
@@ -133,10 +133,34 @@ func BuildPod(b *v1alpha1.Build, p *v1alpha1.Pipeline, f *steps.File, o PodOptio
 				Env:                      env,
 				TerminationMessagePath:   resultFile,
 				TerminationMessagePolicy: corev1.TerminationMessageReadFile,
-				VolumeMounts:             append(mounts, corev1.VolumeMount{Name: "podinfo", MountPath: podInfoDir, ReadOnly: true}),
+				VolumeMounts:             agentMounts,
 			}},
 		},
 	}
+}
+
+// agentCommand is the agent container's command and environment: the
+// file's env, the build's identity and the secretEnv variables, whose
+// values the agent masks in the log.
+func agentCommand(b *v1alpha1.Build, f *steps.File, file string) ([]string, []corev1.EnvVar) {
+	cmd := []string{agentBinary, "ci", "agent", "--dir", workspaceDir, "--file", file,
+		"--resume-file", resumeFile, "--result-file", resultFile, "--paused-file", pausedFile}
+	env := append(envVars(f.Env),
+		corev1.EnvVar{Name: "HOMEOSTAT_BUILD", Value: b.Name},
+		corev1.EnvVar{Name: "HOMEOSTAT_COMMIT", Value: b.Spec.Commit},
+		corev1.EnvVar{Name: "HOMEOSTAT_BRANCH", Value: b.Spec.Branch},
+	)
+	var secretNames []string
+	for _, s := range f.SecretEnv {
+		env = append(env, corev1.EnvVar{Name: s.Name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: s.Secret}, Key: s.Key,
+		}}})
+		secretNames = append(secretNames, s.Name)
+	}
+	if len(secretNames) > 0 {
+		cmd = append(cmd, "--mask-env", strings.Join(secretNames, ","))
+	}
+	return cmd, env
 }
 
 func envVars(in []steps.EnvVar) []corev1.EnvVar {

@@ -69,12 +69,32 @@ type Options struct {
 	// pod, a readiness probe looks for it, so the pod's readiness (and the
 	// Build's phase, Paused) shows that a person may exec in now.
 	PausedFile string
+	// Mask are secret values: they are written as *** wherever the log
+	// and the result would show them.
+	Mask []string
+}
+
+// masked returns opts with Out masking its values, once.
+func (o Options) masked() Options {
+	if len(o.Mask) > 0 {
+		o.Out = newMasker(o.Out, o.Mask)
+		o.Mask = nil
+	}
+	return o
 }
 
 // RunFile reads and validates the steps file at dir/file and runs it. A bad
 // file is a failed Result naming the file and line, not an error: the build
 // failed because of what its author wrote.
 func RunFile(ctx context.Context, file string, opts Options) Result {
+	mask := opts.Mask
+	opts = opts.masked()
+	r := runFile(ctx, file, opts)
+	r.Message = MaskString(r.Message, mask)
+	return r
+}
+
+func runFile(ctx context.Context, file string, opts Options) Result {
 	data, err := os.ReadFile(filepath.Join(opts.Dir, file))
 	if err != nil {
 		r := Result{Phase: v1alpha1.BuildFailed, Message: fmt.Sprintf("read steps file: %v", err)}
@@ -89,12 +109,20 @@ func RunFile(ctx context.Context, file string, opts Options) Result {
 		}
 		return r
 	}
-	return Run(ctx, f, opts)
+	return run(ctx, f, opts)
 }
 
 // Run runs the steps of f in order until one fails or the file's timeout
 // passes; a timeout kills the running step's whole process group.
 func Run(ctx context.Context, f *steps.File, opts Options) Result {
+	mask := opts.Mask
+	opts = opts.masked()
+	r := run(ctx, f, opts)
+	r.Message = MaskString(r.Message, mask)
+	return r
+}
+
+func run(ctx context.Context, f *steps.File, opts Options) Result {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, f.Timeout)
 	defer cancel()

@@ -90,7 +90,7 @@ var (
 
 // ReservedContainerNames are the container names the build pod uses itself,
 // which services may not take.
-var ReservedContainerNames = []string{"agent", "install", "clone"}
+var ReservedContainerNames = []string{"agent", "install", "clone", "homeostat-log"}
 
 // parser collects problems while walking the YAML tree.
 type parser struct {
