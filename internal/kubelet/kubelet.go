@@ -15,7 +15,18 @@
 //     kube-proxy would); `HOST:PORT` and `--host HOST --port PORT` naming a
 //     Service or pod are rewritten to the proxy or the pod;
 //   - env from secretKeyRef and fieldRef is read from the API;
-//   - a readiness probe of type tcpSocket is a dial of the pod's port.
+//   - a readiness probe of type tcpSocket is a dial of the pod's port; one
+//     of type exec runs its command (mapped) every periodSeconds;
+//   - native sidecars (init containers with restartPolicy Always) start in
+//     their turn, are restarted when they exit, and are stopped after the
+//     main container, before the pod's phase is final (sidecar.go);
+//   - a container of the official postgres image with no command of its own
+//     is the machine's PostgreSQL (initdb as the image's entrypoint would,
+//     then postgres on localhost at the pod's port, given to the pod's
+//     containers as PGPORT: all pods share the machine's network);
+//   - downward-API volumes follow the pod's annotations and labels, and a
+//     container's termination message path is a file whose content becomes
+//     the terminated state's message (podapi.go).
 //
 // A process that exits makes its pod Failed (or Succeeded); Kill simulates a
 // crashed node. Deleting a pod stops its process (SIGTERM, then SIGKILL) and

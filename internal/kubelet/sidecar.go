@@ -214,8 +214,10 @@ func (k *Kubelet) postgresService(ctx context.Context, w workload, p *proc, c *c
 			return nil, nil, fmt.Errorf("service %s: %w", c.Name, err)
 		}
 	}
+	// No unix socket: the steps run in another container, which reaches the
+	// service over TCP, and the harness's paths are too long for one anyway.
 	cmd, err := pgbin.Command(context.Background(), "postgres", "-D", data, "-p", strconv.Itoa(p.port),
-		"-c", "listen_addresses=localhost", "-k", dir)
+		"-c", "listen_addresses=localhost", "-c", "unix_socket_directories=")
 	if err != nil {
 		_ = logFile.Close()
 		return nil, nil, err

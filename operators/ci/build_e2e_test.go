@@ -177,8 +177,11 @@ func TestBuildsRunForReal(t *testing.T) {
 
 	var log string
 	t.Run("the psql step reaches the PostgreSQL service", func(t *testing.T) {
-		b := waitPhaseWithin(t, w.ns, mainBuild, v1alpha1.BuildSucceeded, 3*time.Minute)
+		b := waitFinished(t, w.ns, mainBuild, 3*time.Minute)
 		log = w.agentLog(b.Status.Pod)
+		if b.Status.Phase != v1alpha1.BuildSucceeded {
+			t.Fatalf("build %s: %+v\n%s", b.Status.Phase, b.Status, log)
+		}
 		for _, want := range []string{"[hello] token is ***\n", "[psql] 42\n", "[psql] succeeded (exit 0)"} {
 			if !strings.Contains(log, want) {
 				t.Errorf("agent log lacks %q:\n%s", want, log)
@@ -264,6 +267,23 @@ func waitPhaseWithin(t *testing.T, ns, name, phase string, within time.Duration)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("build %s never reached %s within %s: %v %+v", name, phase, within, err, b.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitFinished waits until a build has succeeded or failed.
+func waitFinished(t *testing.T, ns, name string, within time.Duration) *v1alpha1.Build {
+	t.Helper()
+	var b v1alpha1.Build
+	deadline := time.Now().Add(within)
+	for {
+		err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, &b)
+		if err == nil && finished(&b) {
+			return &b
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("build %s not finished within %s: %v %+v", name, within, err, b.Status)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -119,8 +119,8 @@ func BuildPod(b *v1alpha1.Build, p *v1alpha1.Pipeline, f *steps.File, o PodOptio
 			Volumes:                      volumes,
 			InitContainers:               initContainers,
 			Containers: []corev1.Container{{
-				Name:  agentName,
-				Image: f.Image,
+				Name:    agentName,
+				Image:   f.Image,
 				Command: agentCmd,
 				// Ready means "paused": the Build shows Paused while a person
 				// may exec in, and Running again once resumed.
