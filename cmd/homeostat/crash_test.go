@@ -88,7 +88,9 @@ func killWhen(t *testing.T, env *testenv.Env, ns string, n int, args []string) i
 		}
 		if got := len(labelled(t, env, ns)); got >= n {
 			_ = cmd.Process.Signal(syscall.SIGKILL)
-			<-exited
+			if err := <-exited; err == nil {
+				t.Fatal("the sync exited cleanly although it was killed")
+			}
 			return len(labelled(t, env, ns))
 		}
 		time.Sleep(10 * time.Millisecond)

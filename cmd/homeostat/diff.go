@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -84,19 +85,8 @@ machines.`,
 			t := hsync.Target{DefaultNamespace: targetNamespace}
 			var inv hsync.Inventory
 			if syncName != "" {
-				s := &v1alpha1.Sync{}
-				if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: namespace, Name: syncName}, s); err != nil {
-					return withCode(exitDiffError, fmt.Errorf("sync %s/%s: %w", namespace, syncName, err))
-				}
-				t = hsync.Target{Name: s.Name, Namespace: s.Namespace, DefaultNamespace: s.Spec.TargetNamespace}
-				if t.DefaultNamespace == "" {
-					t.DefaultNamespace = s.Namespace
-				}
-				if inv, err = hsync.SyncInventory(s.Status); err != nil {
+				if t, inv, err = syncTarget(cmd.Context(), c, namespace, syncName); err != nil {
 					return withCode(exitDiffError, err)
-				}
-				if inv == nil {
-					inv = hsync.Inventory{}
 				}
 			}
 			if t.DefaultNamespace == "" {
@@ -192,3 +182,24 @@ func errSuffix(e string) string {
 }
 
 func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+// syncTarget reads the Sync a diff compares against: whom it applies for
+// and what it owns (empty, not nil, so pruned objects are listed).
+func syncTarget(ctx context.Context, c client.Client, namespace, name string) (hsync.Target, hsync.Inventory, error) {
+	s := &v1alpha1.Sync{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
+		return hsync.Target{}, nil, fmt.Errorf("sync %s/%s: %w", namespace, name, err)
+	}
+	t := hsync.Target{Name: s.Name, Namespace: s.Namespace, DefaultNamespace: s.Spec.TargetNamespace}
+	if t.DefaultNamespace == "" {
+		t.DefaultNamespace = s.Namespace
+	}
+	inv, err := hsync.SyncInventory(s.Status)
+	if err != nil {
+		return t, nil, fmt.Errorf("sync %s/%s: %w", namespace, name, err)
+	}
+	if inv == nil {
+		inv = hsync.Inventory{}
+	}
+	return t, inv, nil
+}

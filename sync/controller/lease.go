@@ -66,7 +66,8 @@ func Lock(ctx context.Context, c client.Client, s *v1alpha1.Sync, holder string,
 	deadline := time.Now().Add(wait)
 	for {
 		err := tryLease(ctx, c, s, holder)
-		busy, isBusy := err.(*BusyError)
+		var busy *BusyError
+		isBusy := errors.As(err, &busy)
 		switch {
 		case err == nil:
 			return renewLease(c, s, holder), nil
