@@ -143,7 +143,7 @@ func benchSync(b *testing.B, apps int, withKubectl bool) {
 	ctx := context.Background()
 	v1 := func(int) string { return "v1" }
 	for iter := 0; b.Loop(); iter++ {
-		p := fmt.Sprintf("b%d-", iter)
+		p := fmt.Sprintf("b%d-%d-", apps, iter)
 		e, w := newEngine(b)
 		// Raw PATCHes and first syncs each go into fresh namespaces, in an
 		// order that gives neither an edge (see below).
