@@ -67,6 +67,15 @@ type SyncSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +optional
 	History int32 `json:"history,omitempty"`
+	// Verify requires the revisions applied to be signed (OpenPGP); an
+	// unsigned or wrongly signed revision is not applied and the last
+	// verified one stays.
+	// +optional
+	Verify *GitVerification `json:"verify,omitempty"`
+	// DependsOn lists Syncs that must be Ready at their latest revision
+	// before this one applies (infrastructure before apps).
+	// +optional
+	DependsOn []SyncReference `json:"dependsOn,omitempty"`
 }
 
 // GitRef picks what to check out; the most specific field set wins
