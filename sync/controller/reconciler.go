@@ -84,6 +84,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		SetSuspended(s)
 		return ctrl.Result{}, nil
 	}
+	if err := checkDependencies(ctx, r.Client, s); err != nil {
+		SetDependencyNotReady(s, err)
+		return ctrl.Result{RequeueAfter: dependencyRetry}, nil
+	}
 	interval := durationOr(s.Spec.Interval, time.Minute)
 	trigger, syncAt := r.trigger(s)
 	o := r.Runner.Sync(ctx, s, trigger)

@@ -141,6 +141,7 @@ func (r *Runner) Sync(ctx context.Context, s *v1alpha1.Sync, trigger string) Out
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
+	var verifyMillis int64
 	steps := []struct {
 		name   string
 		reason string
@@ -148,6 +149,7 @@ func (r *Runner) Sync(ctx context.Context, s *v1alpha1.Sync, trigger string) Out
 		run    func(context.Context, *v1alpha1.Sync, *Outcome) error
 	}{
 		{"fetch", ReasonArtifactFailed, &o.Timings.FetchMillis, r.fetch},
+		{"verify", ReasonVerificationFailed, &verifyMillis, r.verify},
 		{"render", ReasonRenderFailed, &o.Timings.RenderMillis, r.render},
 		{"apply", ReasonApplyFailed, &o.Timings.ApplyMillis, r.apply},
 		{"prune", ReasonPruneFailed, &o.Timings.PruneMillis, r.prune},

@@ -134,7 +134,7 @@ func (c *cache) ensure(ctx context.Context, s *session, ref Ref, refs []*plumbin
 	// here; only otherwise is the store checked. (Trees outlive a change of
 	// URL; the commit must be in this repository.)
 	_, treeErr := os.Stat(filepath.Join(c.treesDir, want.String()))
-	if treeErr == nil && c.has(want) || c.complete(want) == nil {
+	if (treeErr == nil && c.has(want) || c.complete(want) == nil) && c.tagCurrent(ref, want) {
 		return want, nil
 	}
 	if ref.Commit == "" {

@@ -52,7 +52,7 @@ func (f *Fetcher) Verify(ctx context.Context, key string, ref Ref, rev Revision,
 	defer st.Close()
 	repo, err := git.Open(st, nil)
 	if err != nil {
-		return "", fmt.Errorf("verify: open fetch cache: %w", err)
+		return "", fmt.Errorf("open fetch cache: %w", err)
 	}
 	var signers []string
 	if mode == VerifyTag || mode == VerifyTagAndHEAD {
@@ -65,7 +65,7 @@ func (f *Fetcher) Verify(ctx context.Context, key string, ref Ref, rev Revision,
 	if mode == VerifyHEAD || mode == VerifyTagAndHEAD || mode == "" {
 		commit, err := repo.CommitObject(plumbing.NewHash(rev.Commit))
 		if err != nil {
-			return "", fmt.Errorf("verify: read commit %s: %w", rev.Commit, err)
+			return "", fmt.Errorf("read commit %s: %w", rev.Commit, err)
 		}
 		who, err := verifySigned("commit "+short(rev.Commit), commit.PGPSignature, keys, commit.Verify)
 		if err != nil {
@@ -74,7 +74,7 @@ func (f *Fetcher) Verify(ctx context.Context, key string, ref Ref, rev Revision,
 		signers = append(signers, "commit "+short(rev.Commit)+" by "+who)
 	}
 	if len(signers) == 0 {
-		return "", fmt.Errorf("verify: unknown mode %q (HEAD, Tag or TagAndHEAD)", mode)
+		return "", fmt.Errorf("unknown mode %q (HEAD, Tag or TagAndHEAD)", mode)
 	}
 	return strings.Join(signers, ", "), nil
 }
@@ -87,14 +87,14 @@ func verifyTag(repo *git.Repository, ref Ref, rev Revision, keys []TrustedKey) (
 	}
 	r, err := repo.Reference(plumbing.NewTagReferenceName(ref.Tag), false)
 	if err != nil {
-		return "", fmt.Errorf("verify: tag %s: %w", ref.Tag, err)
+		return "", fmt.Errorf("tag %s: %w", ref.Tag, err)
 	}
 	tag, err := repo.TagObject(r.Hash())
 	if errors.Is(err, plumbing.ErrObjectNotFound) {
 		return "", fmt.Errorf("%w: tag %s is a lightweight tag, which cannot be signed", ErrNotVerified, ref.Tag)
 	}
 	if err != nil {
-		return "", fmt.Errorf("verify: tag %s: %w", ref.Tag, err)
+		return "", fmt.Errorf("tag %s: %w", ref.Tag, err)
 	}
 	if tag.TargetType != plumbing.CommitObject || tag.Target.String() != rev.Commit {
 		return "", fmt.Errorf("%w: tag %s points at %s, not the commit fetched (%s)", ErrNotVerified, ref.Tag, short(tag.Target.String()), short(rev.Commit))
@@ -130,11 +130,11 @@ func signerName(e *openpgp.Entity, keyName string) string {
 // signature matches".
 func checkKeys(keys []TrustedKey) error {
 	if len(keys) == 0 {
-		return errors.New("verify: no trusted keys")
+		return errors.New("no trusted keys")
 	}
 	for _, k := range keys {
 		if _, err := openpgp.ReadArmoredKeyRing(strings.NewReader(k.Armored)); err != nil {
-			return fmt.Errorf("verify: %q is not an armored OpenPGP public key: %w", k.Name, err)
+			return fmt.Errorf("%q is not an armored OpenPGP public key: %w", k.Name, err)
 		}
 	}
 	return nil
@@ -147,3 +147,14 @@ func short(h string) string {
 	return h
 }
 
+// tagCurrent reports whether a tag Ref's tag is in the store and points at
+// want, so that its tag object is there to verify; a tag whose commit was
+// already fetched through a branch is fetched once more for it. Other Refs
+// need nothing.
+func (c *cache) tagCurrent(ref Ref, want plumbing.Hash) bool {
+	if ref.Tag == "" || ref.Commit != "" {
+		return true
+	}
+	h, err := resolveLocal(c.repo, plumbing.NewTagReferenceName(ref.Tag))
+	return err == nil && h == want
+}
