@@ -33,7 +33,7 @@ func newInstanceCommand() *cobra.Command {
 		},
 	}
 	cmd.AddCommand(newInstanceInitCommand(), newInstanceJoinCommand(), newInstanceRunCommand(),
-		newInstancePromoteCommand(), newInstanceStatusCommand(), newInstanceSyncStandbysCommand())
+		newInstancePromoteCommand(), newInstanceRejoinCommand(), newInstanceStatusCommand(), newInstanceSyncStandbysCommand())
 	return cmd
 }
 
@@ -159,6 +159,7 @@ func newInstanceJoinCommand() *cobra.Command {
 func newInstanceRunCommand() *cobra.Command {
 	var opts instance.RunOptions
 	var pw passwordFiles
+	var member memberFlags
 	cmd := &cobra.Command{
 		Use:   "run --pgdata DIR",
 		Short: "Run postgres in the foreground: SIGTERM means fast shutdown, then immediate after --grace; exits with postgres's code",
@@ -171,7 +172,14 @@ password files or environment variables, as init does: the secrets are the
 source of truth, also for a directory restored from another cluster. A
 password that is not given leaves its role alone. On a replica, the
 replication password in the passfile instance join wrote is refreshed before
-postgres starts, so a rotated secret reaches it with a restart.`,
+postgres starts, so a rotated secret reaches it with a restart.
+
+With --cluster, run asks the API server which instance the operator chose
+as primary before postgres starts: a replica is pointed at --primary (the
+-rw Service) through its own slot; a former primary that is not the chosen
+one any more is rewound with pg_rewind from the new primary and rejoins as
+its standby (exit code 3 when the rewind fails: the operator clones it
+again).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.PGData == "" {
@@ -179,6 +187,9 @@ postgres starts, so a rotated secret reaches it with a restart.`,
 			}
 			var err error
 			if opts.SuperuserPassword, opts.ReplicationPassword, opts.OwnerPassword, err = pw.read(); err != nil {
+				return err
+			}
+			if opts.Membership, err = member.membership(opts.ReplicationUser, opts.PassFile); err != nil {
 				return err
 			}
 			code, err := instance.Run(opts)
@@ -195,6 +206,7 @@ postgres starts, so a rotated secret reaches it with a restart.`,
 	cmd.Flags().StringVar(&opts.Owner, "owner", "app", "application role whose password is set (created when missing)")
 	cmd.Flags().StringVar(&opts.PassFile, "passfile", "", "a replica's replication passfile, as given to join (default: .<pgdata name>.pgpass beside the data directory)")
 	pw.bind(cmd.Flags())
+	member.bind(cmd.Flags())
 	return cmd
 }
 
@@ -218,6 +230,47 @@ func (p passwordFiles) read() (super, repl, app string, err error) {
 	}
 	app, err = instance.ReadSecret(p.app, envAppPassword)
 	return super, repl, app, err
+}
+
+func newInstanceRejoinCommand() *cobra.Command {
+	var opts instance.RunOptions
+	var pw passwordFiles
+	var primary, name string
+	cmd := &cobra.Command{
+		Use:   "rejoin --pgdata DIR --primary HOST:PORT --name NAME",
+		Short: "Make a stopped former primary (or replica) a standby of the primary at HOST:PORT: pg_rewind, then its own slot; exit 3 when the rewind fails",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opts.PGData == "" || primary == "" || name == "" {
+				return usageError{errors.New("--pgdata, --primary and --name are required")}
+			}
+			var err error
+			if opts.SuperuserPassword, opts.ReplicationPassword, _, err = pw.read(); err != nil {
+				return err
+			}
+			m := memberFlags{primary: primary}
+			up, err := m.upstream(opts.ReplicationUser, opts.PassFile)
+			if err != nil {
+				return err
+			}
+			opts.Membership = instance.Membership{Name: name, Upstream: up}
+			if err := instance.Rejoin(cmd.Context(), opts); err != nil {
+				if instance.IsRewindFailure(err) {
+					return withCode(instance.ExitRewindFailed, err)
+				}
+				return err
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&opts.PGData, "pgdata", os.Getenv("PGDATA"), "data directory (env PGDATA)")
+	cmd.Flags().StringVar(&opts.Superuser, "superuser", "postgres", "superuser role pg_rewind connects as")
+	cmd.Flags().StringVar(&opts.ReplicationUser, "replication-user", "streaming_replica", "role the standby streams as")
+	cmd.Flags().StringVar(&opts.PassFile, "passfile", "", "replication passfile (default: .<pgdata name>.pgpass beside the data directory)")
+	cmd.Flags().StringVar(&primary, "primary", "", "the primary's HOST:PORT")
+	cmd.Flags().StringVar(&name, "name", os.Getenv("POD_NAME"), "this instance's name: its replication slot and application_name")
+	pw.bind(cmd.Flags())
+	return cmd
 }
 
 func newInstancePromoteCommand() *cobra.Command {

@@ -45,7 +45,7 @@ func newPGCommand() *cobra.Command {
 		Use:   "pg",
 		Short: "Operate Postgres clusters run by homeostat",
 	}
-	cmd.AddCommand(newPGSwitchoverCommand(), newPGStatusCommand())
+	cmd.AddCommand(newPGSwitchoverCommand(), newPGStatusCommand(), newPGPromoteCommand())
 	return cmd
 }
 
@@ -56,8 +56,10 @@ func newPGSwitchoverCommand() *cobra.Command {
 		Short: "Promote a replica of Postgres NAME and retire the current primary",
 		Long: `Switchover asks the operator to stop the primary of Postgres NAME cleanly
 (so every WAL record reaches the replicas), promote the most advanced ready
-replica (or --to INSTANCE), repoint NAME-rw and NAME-ro, and clone a fresh
-replica in place of the old primary. It returns once the request is recorded;
+replica (or --to INSTANCE), repoint NAME-rw and NAME-ro, and restart the
+old primary as a standby of the new one (no re-clone). A target that has not
+received everything the old primary wrote is not promoted (FailoverUnsafe;
+see pg promote --force). It returns once the request is recorded;
 watch it with: kubectl get pg NAME -w`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -78,6 +80,42 @@ watch it with: kubectl get pg NAME -w`,
 	}
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace of the Postgres")
 	cmd.Flags().StringVar(&to, "to", "", "instance to promote (default: the most advanced ready replica)")
+	return cmd
+}
+
+func newPGPromoteCommand() *cobra.Command {
+	var namespace, to string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "promote NAME --force [--to INSTANCE]",
+		Short: "Promote a replica of Postgres NAME although the operator judged it unsafe (FailoverUnsafe)",
+		Long: `Promote asks the operator to promote a replica of Postgres NAME (--to
+INSTANCE, or the most advanced ready replica) at once, without the checks
+that hold an automatic failover or a switchover back: that enough replicas
+answer to be sure one holds every acknowledged commit, and that a
+switchover's target has caught up. Commits acknowledged only by the replicas
+that do not answer may be lost; --force says you accept that. A primary that
+still answers is stopped first.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !force {
+				return usageError{fmt.Errorf("promote overrides the operator's safety checks and may lose acknowledged commits: pass --force")}
+			}
+			c, pg, err := getPostgres(cmd.Context(), namespace, args[0])
+			if err != nil {
+				return err
+			}
+			patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{postgres.AnnotationForcePromote: to}}})
+			if err := c.Patch(cmd.Context(), pg, client.RawPatch(types.MergePatchType, patch)); err != nil {
+				return fmt.Errorf("request promotion in %s/%s: %w", namespace, args[0], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "forced promotion in %s/%s requested (primary now %s)\n", namespace, args[0], pg.Status.Primary)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace of the Postgres")
+	cmd.Flags().StringVar(&to, "to", "", "instance to promote (default: the most advanced ready replica)")
+	cmd.Flags().BoolVar(&force, "force", false, "promote although it may lose acknowledged commits")
 	return cmd
 }
 

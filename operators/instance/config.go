@@ -66,6 +66,9 @@ func (c Config) Settings() map[string]string {
 		"logging_collector":       "off",
 		"log_destination":         "stderr",
 		"archive_mode":            "off",
+		// A standby whose primary went away retries every second, so it
+		// streams from a promoted replica (and confirms its commits) at once.
+		"wal_retrieve_retry_interval": "1s",
 	}
 	if c.ArchiveCommand != "" {
 		s["archive_mode"] = "on"

@@ -30,7 +30,10 @@ type RunOptions struct {
 	// PassFile is a replica's replication passfile (DefaultPassFile when
 	// empty), refreshed with ReplicationPassword before postgres starts.
 	PassFile string
-	Log      *slog.Logger
+	// Membership lets the instance follow the primary the operator chose
+	// (see followPrimary); its zero value leaves the role as it is.
+	Membership Membership
+	Log        *slog.Logger
 }
 
 // Run supervises postgres in the foreground, as a pod's main process: its
@@ -59,6 +62,13 @@ func Run(opts RunOptions) (int, error) {
 		log.Warn("could not refresh the replication passfile; streaming keeps the old password", "passfile", opts.PassFile, "err", err)
 	} else if changed {
 		log.Info("replication passfile refreshed from the secret", "passfile", opts.PassFile)
+	}
+	if err := followPrimary(context.Background(), opts, log); err != nil {
+		if errors.Is(err, errRewind) {
+			log.Error("cannot rewind this former primary; it must be cloned again", "err", err)
+			return ExitRewindFailed, fmt.Errorf("instance run: %w", err)
+		}
+		return 1, fmt.Errorf("instance run: %w", err)
 	}
 	// Not tied to a context: only our signal handling stops postgres.
 	cmd, err := pgbin.Command(context.Background(), "postgres", "-D", opts.PGData)

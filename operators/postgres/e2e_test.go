@@ -63,7 +63,9 @@ func startStory(t testing.TB) *story {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s3.Stop() })
-	kube, err := kubelet.Start(env.Client, kubelet.Options{Binary: bin, HomeostatImage: testHomeostatImage, Dir: dir + "/kubelet", Logf: t.Logf})
+	// Instance managers ask the API server who the primary is.
+	kube, err := kubelet.Start(env.Client, kubelet.Options{Binary: bin, HomeostatImage: testHomeostatImage, Dir: dir + "/kubelet", Logf: t.Logf,
+		Env: []string{"KUBECONFIG=" + env.Kubeconfig}})
 	if err != nil {
 		t.Fatal(err)
 	}

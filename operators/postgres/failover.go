@@ -6,36 +6,49 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"homeostat.dev/homeostat/operators/instance"
 	"homeostat.dev/homeostat/render/api/v1alpha1"
 )
 
 // defaultFailoverDelay applies when spec.failoverDelay is unset.
 const defaultFailoverDelay = 30 * time.Second
 
+// ReasonFailoverUnsafe is the phase, Ready reason and warning event of a
+// cluster that will not promote on its own: no reachable replica is sure to
+// hold every acknowledged commit, or a switchover's target is behind.
+// `homeostat pg promote NAME --force` decides.
+const ReasonFailoverUnsafe = "FailoverUnsafe"
+
 // failover watches the primary. While it answers, nothing happens (unless a
-// switchover was asked for: then it is stopped cleanly, which lets its WAL
-// senders hand every record to the replicas). Once it is lost for longer than
-// spec.failoverDelay, or at once for a switchover, the old primary is fenced
-// (its pod deleted), the replica that received the most WAL is promoted, the
-// pods are relabelled so the Services follow, and the old primary's volume
-// is removed so ScaleReplicas clones a fresh replica in its place.
+// switchover or a forced promotion was asked for: then it is stopped
+// cleanly, which lets its WAL senders hand every record to the replicas).
+// Once it is lost for longer than spec.failoverDelay, or at once for a
+// switchover, the old primary is fenced, the replica on the newest timeline
+// with the most WAL is made synchronous and promoted, and the pods are
+// relabelled so the Services follow. The old primary keeps its volume: its
+// pod comes back as a replica and rejoins (instance run rewinds it).
 func (r *PostgresReconciler) failover(ctx context.Context, c *cluster) error {
 	primary := c.pg.Status.Primary
 	if primary == "" {
 		return nil
 	}
 	target, switchover := c.pg.Annotations[AnnotationSwitchover]
+	forced, force := c.pg.Annotations[AnnotationForcePromote]
+	if force {
+		target = forced
+	}
 	pod, o := c.pods[primary], c.obs[primary]
 	healthy := pod != nil && podReady(pod) && o.Reachable && !o.InRecovery
 	if !healthy && pod != nil && podReady(pod) && o.AuthFailed {
 		return r.refusedPassword(c, primary)
 	}
-	if healthy && !switchover {
+	if healthy && !switchover && !force {
 		setCondition(c.pg, ConditionPrimaryAvailable, metav1.ConditionTrue, "PrimaryReady", primary+" accepts connections")
 		return nil
 	}
@@ -48,44 +61,99 @@ func (r *PostgresReconciler) failover(ctx context.Context, c *cluster) error {
 		return nil
 	}
 	if healthy {
-		setCondition(c.pg, ConditionPrimaryAvailable, metav1.ConditionFalse, "Switchover", "stopping "+primary+" to promote "+best)
-		if err := r.annotate(ctx, c.pg, AnnotationSwitchoverLSN, o.Current.String()); err != nil {
-			return err
-		}
-		if err := r.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("stop primary %s: %w", primary, err)
-		}
-		return c.wait(PhaseSwitchingOver, "stopping primary %s to promote %s", primary, best)
+		return r.stopForSwitchover(ctx, c, primary, best)
 	}
 	setCondition(c.pg, ConditionPrimaryAvailable, metav1.ConditionFalse, "PrimaryUnreachable", primary+" does not answer")
-	if !switchover {
+	if !switchover && !force {
 		since := meta.FindStatusCondition(c.pg.Status.Conditions, ConditionPrimaryAvailable).LastTransitionTime.Time
 		if left := since.Add(failoverDelay(c.pg)).Sub(r.now()); left > 0 {
 			c.requeue = min(c.requeue, left+100*time.Millisecond)
 			return c.wait(PhaseFailingOver, "primary %s unreachable; failover to %s in %s", primary, best, left.Round(time.Second))
 		}
 	}
-	if pod != nil && !podFailed(pod) {
-		// Fence first: the old primary must be gone before another takes
-		// writes.
-		if err := r.Delete(ctx, pod, client.GracePeriodSeconds(0)); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("fence primary %s: %w", primary, err)
-		}
-		return c.wait(PhaseFailingOver, "fencing primary %s", primary)
+	if err := r.fence(ctx, c, pod, switchover); err != nil {
+		return err
 	}
-	if switchover {
-		if err := r.switchoverCaughtUp(c, best); err != nil {
+	if !force {
+		if err := r.safeToPromote(c, best, switchover); err != nil {
 			return err
 		}
 	}
-	return r.promote(ctx, c, primary, best, switchover)
+	return r.promote(ctx, c, primary, best, switchover || force)
+}
+
+// stopForSwitchover asks the healthy primary to stop (a clean, fast
+// shutdown hands every WAL record to the replicas) and records how far it
+// had written, which the promoted replica must have received.
+func (r *PostgresReconciler) stopForSwitchover(ctx context.Context, c *cluster, primary, best string) error {
+	setCondition(c.pg, ConditionPrimaryAvailable, metav1.ConditionFalse, "Switchover", "stopping "+primary+" to promote "+best)
+	if err := r.annotate(ctx, c.pg, AnnotationSwitchoverLSN, c.obs[primary].Current.String()); err != nil {
+		return err
+	}
+	if err := r.Delete(ctx, c.pods[primary]); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("stop primary %s: %w", primary, err)
+	}
+	c.requeue = min(c.requeue, time.Second)
+	return c.wait(PhaseSwitchingOver, "stopping primary %s to promote %s", primary, best)
+}
+
+// fence makes sure the old primary's server is gone before another takes
+// writes: a failed pod is; a pod still shutting down cleanly for a
+// switchover is waited for; any other is deleted at once.
+func (r *PostgresReconciler) fence(ctx context.Context, c *cluster, pod *corev1.Pod, switchover bool) error {
+	if pod == nil || podFailed(pod) {
+		return nil
+	}
+	if switchover && !pod.DeletionTimestamp.IsZero() {
+		c.requeue = min(c.requeue, time.Second)
+		return c.wait(PhaseSwitchingOver, "waiting for primary %s to shut down", pod.Name)
+	}
+	if err := r.Delete(ctx, pod, client.GracePeriodSeconds(0)); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("fence primary %s: %w", pod.Name, err)
+	}
+	c.requeue = min(c.requeue, time.Second)
+	return c.wait(PhaseFailingOver, "fencing primary %s", pod.Name)
+}
+
+// safeToPromote holds a promotion that could lose acknowledged commits: a
+// failover when too few replicas answer (FailoverSafe), a switchover whose
+// target has not received what the old primary wrote.
+func (r *PostgresReconciler) safeToPromote(c *cluster, best string, switchover bool) error {
+	if switchover {
+		return r.switchoverCaughtUp(c, best)
+	}
+	var replicas []string
+	reachable := map[string]bool{}
+	for _, name := range readyPVCs(c) {
+		if name == c.pg.Status.Primary {
+			continue
+		}
+		replicas = append(replicas, name)
+		o, pod := c.obs[name], c.pods[name]
+		reachable[name] = pod != nil && podReady(pod) && o.Reachable && o.InRecovery
+	}
+	if ok, why := FailoverSafe(int(c.pg.Spec.Synchronous), replicas, reachable); !ok {
+		return r.unsafe(c, "primary %s lost and no automatic failover: %s; `homeostat pg promote %s --force` promotes %s anyway",
+			c.pg.Status.Primary, why, c.pg.Name, best)
+	}
+	return nil
+}
+
+// unsafe reports FailoverUnsafe (once as a warning event) and holds the
+// workflow until a human decides or the missing replicas come back.
+func (r *PostgresReconciler) unsafe(c *cluster, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if c.pg.Status.Phase != ReasonFailoverUnsafe {
+		r.warn(c.pg, ReasonFailoverUnsafe, "%s", msg)
+	}
+	return c.wait(ReasonFailoverUnsafe, "%s", msg)
 }
 
 // switchoverCaughtUp holds a switchover's promotion until the chosen replica
 // has received the WAL the old primary had written when it was asked to stop
-// (its clean shutdown sends the rest). Should no replica get there, for
-// example because it lost its connection, the switchover goes on after
-// failoverDelay plus 30s, as a failover would.
+// (its clean shutdown sends the rest). Should it not get there within
+// failoverDelay plus 30s, for example because it lost its connection, the
+// switchover stops as FailoverUnsafe: promoting it could lose commits.
 func (r *PostgresReconciler) switchoverCaughtUp(c *cluster, best string) error {
 	need, err := ParseLSN(c.pg.Annotations[AnnotationSwitchoverLSN])
 	if err != nil || c.obs[best].Received >= need {
@@ -93,8 +161,8 @@ func (r *PostgresReconciler) switchoverCaughtUp(c *cluster, best string) error {
 	}
 	since := meta.FindStatusCondition(c.pg.Status.Conditions, ConditionPrimaryAvailable).LastTransitionTime.Time
 	if r.now().Sub(since) > failoverDelay(c.pg)+30*time.Second {
-		r.event(c.pg, "SwitchoverBehind", "promoting %s at %s, short of the old primary's %s", best, c.obs[best].Received, need)
-		return nil
+		return r.unsafe(c, "switchover target %s has received WAL up to %s, short of the old primary's %s; `homeostat pg promote %s --force` promotes it anyway",
+			best, c.obs[best].Received, need, c.pg.Name)
 	}
 	c.requeue = min(c.requeue, time.Second)
 	return c.wait(PhaseSwitchingOver, "waiting for %s to receive WAL up to %s (has %s)", best, need, c.obs[best].Received)
@@ -113,10 +181,27 @@ func (r *PostgresReconciler) annotate(ctx context.Context, pg *v1alpha1.Postgres
 	return nil
 }
 
-// promote makes best the primary and retires the old one.
-func (r *PostgresReconciler) promote(ctx context.Context, c *cluster, old, best string, switchover bool) error {
+// promote makes best the primary, synchronous before it takes a write: its
+// slots for the other members and synchronous_standby_names (ANY k of them)
+// are set while it is still a standby, then it is promoted, and only then
+// relabelled so that NAME-rw points at it. The old primary keeps its volume
+// and rejoins as a replica.
+func (r *PostgresReconciler) promote(ctx context.Context, c *cluster, old, best string, requested bool) error {
 	addr, err := r.resolver()(ctx, c.pg.Namespace, best)
 	if err != nil {
+		return err
+	}
+	var others []string
+	for _, name := range readyPVCs(c) {
+		if name != best {
+			others = append(others, name)
+		}
+	}
+	if err := syncStandbySlots(ctx, addr, c.password, instance.SlotName(c.pg.Name+"-"), memberPositions(c, best)); err != nil {
+		return err
+	}
+	names := SynchronousStandbyNames(int(c.pg.Spec.Synchronous), others)
+	if err := setSyncStandbyNames(ctx, addr, c.password, names); err != nil {
 		return err
 	}
 	if err := promote(ctx, addr, c.password); err != nil {
@@ -127,17 +212,16 @@ func (r *PostgresReconciler) promote(ctx context.Context, c *cluster, old, best 
 		return err
 	}
 	reason := "FailedOver"
-	if switchover {
+	if requested {
 		reason = "SwitchedOver"
-		patch := []byte(`{"metadata":{"annotations":{"` + AnnotationSwitchover + `":null,"` + AnnotationSwitchoverLSN + `":null}}}`)
-		ref := &v1alpha1.Postgres{ObjectMeta: metav1.ObjectMeta{Name: c.pg.Name, Namespace: c.pg.Namespace}}
-		if err := r.Patch(ctx, ref, client.RawPatch(types.MergePatchType, patch)); err != nil {
-			return fmt.Errorf("clear switchover request: %w", err)
-		}
+	}
+	patch := []byte(`{"metadata":{"annotations":{"` + AnnotationSwitchover + `":null,"` + AnnotationSwitchoverLSN + `":null,"` + AnnotationForcePromote + `":null}}}`)
+	ref := &v1alpha1.Postgres{ObjectMeta: metav1.ObjectMeta{Name: c.pg.Name, Namespace: c.pg.Namespace}}
+	if err := r.Patch(ctx, ref, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return fmt.Errorf("clear switchover request: %w", err)
 	}
 	setCondition(c.pg, ConditionPrimaryAvailable, metav1.ConditionTrue, reason, best+" promoted")
-	r.event(c.pg, reason, "promoted %s in place of %s", best, old)
-	_ = r.removeInstance(ctx, c, old, PhaseFailingOver)
+	r.event(c.pg, reason, "promoted %s in place of %s, synchronous_standby_names = %q; %s rejoins as a replica", best, old, names, old)
 	c.requeue = time.Second
 	return c.wait(PhaseFailingOver, "promoted %s in place of %s", best, old)
 }
@@ -154,9 +238,20 @@ func (r *PostgresReconciler) chooseTarget(c *cluster, requested string) string {
 		if name == requested {
 			return name
 		}
-		cands = append(cands, Candidate{Name: name, Ready: true, Received: o.Received, Timeline: o.Timeline})
+		cands = append(cands, Candidate{Name: name, Ready: true, Received: o.Received, Timeline: max(o.Timeline, lastTimeline(c.pg, name))})
 	}
 	return ChoosePromotion(cands)
+}
+
+// lastTimeline is the timeline an instance reported in the last status: a
+// replica whose WAL receiver stopped may report an older one than it follows.
+func lastTimeline(pg *v1alpha1.Postgres, name string) int64 {
+	for _, s := range pg.Status.Instances {
+		if s.Name == name {
+			return s.Timeline
+		}
+	}
+	return 0
 }
 
 func failoverDelay(pg *v1alpha1.Postgres) time.Duration {

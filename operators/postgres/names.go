@@ -31,6 +31,10 @@ const (
 	// AnnotationSwitchoverLSN records the old primary's WAL position when a
 	// switchover stopped it; the replica promoted must have received it.
 	AnnotationSwitchoverLSN = "homeostat.dev/switchover-lsn"
+	// AnnotationForcePromote on a Postgres promotes a replica (its value, or
+	// the most advanced when empty) even where that is FailoverUnsafe:
+	// `homeostat pg promote NAME --force` sets it, the controller removes it.
+	AnnotationForcePromote = "homeostat.dev/force-promote"
 	// AnnotationParameters lists the spec.parameters names the operator set
 	// on every instance, so a name that leaves the spec is reset.
 	AnnotationParameters = "homeostat.dev/applied-parameters"

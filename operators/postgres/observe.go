@@ -57,7 +57,12 @@ type Observation struct {
 	Received LSN
 	// SyncStandbyNames is the running synchronous_standby_names.
 	SyncStandbyNames string
-	Err              error
+	// Streaming: a replica's WAL receiver streams from a primary.
+	Streaming bool
+	// Standbys are the application names streaming from a primary, with
+	// their sync_state ("quorum", "sync", "async", "potential").
+	Standbys map[string]string
+	Err      error
 	// AuthFailed: the server answered but refused the superuser's password,
 	// because the secret no longer matches what the data directory holds
 	// (edited by hand). The instance is alive: never a reason to fail over.
@@ -106,12 +111,20 @@ func observeInstance(ctx context.Context, addr, password string) Observation {
 	}
 	var cur, recv, tli string
 	if o.InRecovery {
+		// The timeline: what the WAL receiver streams, else the newest the
+		// control file knows of (a replayed timeline switch moves the
+		// minimum recovery point's timeline long before a restartpoint).
 		err = db.QueryRowContext(ctx, `SELECT pg_last_wal_replay_lsn()::text,
 			GREATEST(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text,
-			COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))::text`).Scan(&cur, &recv, &tli)
+			GREATEST((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT min_recovery_end_timeline FROM pg_control_recovery()),
+				(SELECT timeline_id FROM pg_control_checkpoint()))::text,
+			COALESCE((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false)`).Scan(&cur, &recv, &tli, &o.Streaming)
 	} else {
 		err = db.QueryRowContext(ctx, `SELECT pg_current_wal_lsn()::text, pg_current_wal_lsn()::text,
 			('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int::text`).Scan(&cur, &recv, &tli)
+	}
+	if err == nil && !o.InRecovery {
+		o.Standbys, err = streamingStandbys(ctx, db)
 	}
 	if err != nil {
 		return Observation{Err: fmt.Errorf("query %s: %w", addr, err)}
@@ -121,6 +134,25 @@ func observeInstance(ctx context.Context, addr, password string) Observation {
 	o.Received, _ = ParseLSN(recv)
 	o.Timeline, _ = strconv.ParseInt(tli, 10, 64)
 	return o
+}
+
+// streamingStandbys reads pg_stat_replication: who streams, and whether
+// each counts for synchronous commit.
+func streamingStandbys(ctx context.Context, db *sql.DB) (map[string]string, error) {
+	rows, err := db.QueryContext(ctx, `SELECT application_name, sync_state FROM pg_stat_replication WHERE state = 'streaming'`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var name, state string
+		if err := rows.Scan(&name, &state); err != nil {
+			return nil, err
+		}
+		out[name] = state
+	}
+	return out, rows.Err()
 }
 
 // isAuthFailure is SQLSTATE class 28, invalid authorization: a wrong

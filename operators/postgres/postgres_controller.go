@@ -449,6 +449,9 @@ func (r *PostgresReconciler) ensurePods(ctx context.Context, c *cluster) error {
 			}
 			c.pods[name] = p
 		case !pod.DeletionTimestamp.IsZero():
+		case podFailed(pod) && role == RoleReplica && rewindFailed(pod):
+			r.warn(c.pg, "RewindFailed", "%s could not be rewound to follow %s (%s); cloning it afresh", name, c.pg.Status.Primary, pod.Status.Message)
+			return r.removeInstance(ctx, c, name, PhaseCreatingReplica)
 		case podFailed(pod) && role == RoleReplica:
 			if err := r.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
 				return fmt.Errorf("delete failed pod %s: %w", name, err)
@@ -568,6 +571,9 @@ func (r *PostgresReconciler) syncReplication(ctx context.Context, c *cluster) er
 	if err != nil {
 		return err
 	}
+	if err := r.syncReplicaSlots(ctx, c); err != nil {
+		log.FromContext(ctx).Info("replica slots not synced", "error", err.Error())
+	}
 	if err := r.recloneStuckReplicas(ctx, c, replicas, active); err != nil {
 		return err
 	}
@@ -645,12 +651,50 @@ func readyPVCs(c *cluster) []string {
 
 func ready(c *cluster) int {
 	n := 0
-	for name, o := range c.obs {
-		if o.Reachable && c.pvcs[name] != nil {
+	for name := range c.obs {
+		if c.pvcs[name] != nil && instanceReady(c, name) {
 			n++
 		}
 	}
 	return n
+}
+
+// instanceReady tells the truth about an instance: a primary is ready when
+// it accepts writes with the synchronous standbys spec.synchronous asks for
+// (else its commits wait), a replica when it streams from the current
+// primary (else it could not be promoted without loss, nor serve fresh
+// reads).
+func instanceReady(c *cluster, name string) bool {
+	o := c.obs[name]
+	if !o.Reachable {
+		return false
+	}
+	primary := c.obs[c.pg.Status.Primary]
+	if name != c.pg.Status.Primary {
+		return o.InRecovery && primary.Reachable && primary.Standbys[instance.SlotName(name)] != ""
+	}
+	if o.InRecovery {
+		return false
+	}
+	k := min(int(c.pg.Spec.Synchronous), len(readyPVCs(c))-1)
+	sync := 0
+	for _, state := range o.Standbys {
+		if state == "sync" || state == "quorum" {
+			sync++
+		}
+	}
+	return sync >= k
+}
+
+// rewindFailed: the pod's instance manager could not rewind its data
+// directory to follow the primary (instance.ExitRewindFailed).
+func rewindFailed(p *corev1.Pod) bool {
+	for _, cs := range p.Status.ContainerStatuses {
+		if t := cs.State.Terminated; t != nil && t.ExitCode == instance.ExitRewindFailed {
+			return true
+		}
+	}
+	return false
 }
 
 func podRunning(p *corev1.Pod) bool {

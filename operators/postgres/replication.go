@@ -48,18 +48,19 @@ type Candidate struct {
 	Name string
 	// Ready is true when the replica answered.
 	Ready bool
-	// Received is how far it has received WAL: under synchronous
-	// replication, the replica that received most holds every acknowledged
-	// commit.
-	Received LSN
-	// Timeline the replica is on; it breaks ties only, since a replica
-	// that lost its primary may no longer report the timeline it streams.
+	// Timeline the replica is on (the highest it was seen on): a replica
+	// still on an abandoned timeline must never win over one that follows
+	// the newest, however much WAL it received there.
 	Timeline int64
+	// Received is how far it has received WAL: under synchronous
+	// replication, among replicas on the newest timeline the one that
+	// received most holds every acknowledged commit.
+	Received LSN
 }
 
-// ChoosePromotion picks the replica to promote: the ready one that has
-// received the most WAL, ties broken by name so the choice is stable. It
-// returns "" when no replica is ready.
+// ChoosePromotion picks the replica to promote: the ready one on the highest
+// timeline, then with the most WAL received, ties broken by name so the
+// choice is stable. It returns "" when no replica is ready.
 func ChoosePromotion(cands []Candidate) string {
 	best := -1
 	for i, c := range cands {
@@ -77,11 +78,43 @@ func ChoosePromotion(cands []Candidate) string {
 }
 
 func better(a, b Candidate) bool {
-	if a.Received != b.Received {
-		return a.Received > b.Received
-	}
 	if a.Timeline != b.Timeline {
 		return a.Timeline > b.Timeline
 	}
+	if a.Received != b.Received {
+		return a.Received > b.Received
+	}
 	return a.Name < b.Name
+}
+
+// FailoverSafe says whether promoting the best of the reachable replicas
+// keeps every acknowledged commit. With synchronous_standby_names = ANY k
+// (r1..rn), a commit was acknowledged once k of the n replicas had flushed
+// it; so one of the reachable replicas is sure to hold it only when fewer
+// than k replicas are unreachable. Asynchronous replication (k = 0) promises
+// nothing, so any failover is "safe". When it is not, the reason names the
+// unreachable replicas and how many are needed.
+func FailoverSafe(k int, replicas []string, reachable map[string]bool) (bool, string) {
+	k = min(k, len(replicas))
+	if k <= 0 {
+		return true, ""
+	}
+	var missing []string
+	for _, r := range replicas {
+		if !reachable[r] {
+			missing = append(missing, r)
+		}
+	}
+	if len(missing) < k {
+		return true, ""
+	}
+	sort.Strings(missing)
+	return false, fmt.Sprintf("synchronous: %d needs %d of the replicas %v reachable to be sure one holds every acknowledged commit; unreachable: %v",
+		k, len(replicas)-k+1, sortedCopy(replicas), missing)
+}
+
+func sortedCopy(s []string) []string {
+	out := append([]string(nil), s...)
+	sort.Strings(out)
+	return out
 }

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -45,7 +46,7 @@ func TestParseLSNRoundTrips(t *testing.T) {
 	}
 }
 
-func TestChoosePromotionPicksTheMostAdvancedReadyReplica(t *testing.T) {
+func TestChoosePromotionRanksTimelineThenReceivedWAL(t *testing.T) {
 	for name, tc := range map[string]struct {
 		cands []Candidate
 		want  string
@@ -54,8 +55,8 @@ func TestChoosePromotionPicksTheMostAdvancedReadyReplica(t *testing.T) {
 		"none ready":           {[]Candidate{{Name: "a", Received: 9}}, ""},
 		"most received":        {[]Candidate{{Name: "a", Ready: true, Received: 5}, {Name: "b", Ready: true, Received: 9}}, "b"},
 		"not ready skipped":    {[]Candidate{{Name: "a", Ready: true, Received: 5}, {Name: "b", Received: 9}}, "a"},
-		"lsn before timeline":  {[]Candidate{{Name: "a", Ready: true, Received: 9, Timeline: 1}, {Name: "b", Ready: true, Received: 5, Timeline: 2}}, "a"},
-		"timeline breaks ties": {[]Candidate{{Name: "a", Ready: true, Received: 9, Timeline: 1}, {Name: "b", Ready: true, Received: 9, Timeline: 2}}, "b"},
+		"timeline before lsn":  {[]Candidate{{Name: "a", Ready: true, Received: 9, Timeline: 1}, {Name: "b", Ready: true, Received: 5, Timeline: 2}}, "b"},
+		"same timeline by lsn": {[]Candidate{{Name: "a", Ready: true, Received: 9, Timeline: 2}, {Name: "b", Ready: true, Received: 5, Timeline: 2}}, "a"},
 		"tie broken by name":   {[]Candidate{{Name: "c", Ready: true, Received: 5}, {Name: "b", Ready: true, Received: 5}}, "b"},
 	} {
 		if got := ChoosePromotion(tc.cands); got != tc.want {
@@ -87,5 +88,34 @@ func TestNextBackupCatchesUpOnlyTheNewestMissedRun(t *testing.T) {
 	}
 	if _, err := parseSchedule("every day"); err == nil {
 		t.Error("parseSchedule accepted nonsense")
+	}
+}
+
+func TestFailoverSafeNeedsAReplicaThatHoldsEveryAcknowledgedCommit(t *testing.T) {
+	all := []string{"db-2", "db-3"}
+	for name, tc := range map[string]struct {
+		k         int
+		replicas  []string
+		reachable []string
+		safe      bool
+		why       string
+	}{
+		"async: always":                   {0, all, nil, true, ""},
+		"ANY 1 of 2, both reachable":      {1, all, all, true, ""},
+		"ANY 1 of 2, one reachable":       {1, all, []string{"db-3"}, false, "unreachable: [db-2]"},
+		"ANY 1 of 3, two reachable":       {1, []string{"a", "b", "c"}, []string{"a", "b"}, false, "needs 3 of the replicas [a b c]"},
+		"ANY 2 of 3, two reachable":       {2, []string{"a", "b", "c"}, []string{"a", "c"}, true, ""},
+		"ANY 2 of 3, one reachable":       {2, []string{"a", "b", "c"}, []string{"c"}, false, "unreachable: [a b]"},
+		"k above the replicas is capped":  {3, all, all, true, ""},
+		"one replica, k 1, it is missing": {1, []string{"a"}, nil, false, "unreachable: [a]"},
+	} {
+		reach := map[string]bool{}
+		for _, r := range tc.reachable {
+			reach[r] = true
+		}
+		safe, why := FailoverSafe(tc.k, tc.replicas, reach)
+		if safe != tc.safe || !strings.Contains(why, tc.why) {
+			t.Errorf("%s: FailoverSafe = %v %q, want %v containing %q", name, safe, why, tc.safe, tc.why)
+		}
 	}
 }

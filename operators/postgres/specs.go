@@ -133,12 +133,16 @@ func BackupJob(pg *v1alpha1.Postgres, b *v1alpha1.Backup, o Options) *batchv1.Jo
 // because, once its server is a primary, it sets them from the secrets: a
 // cluster restored from a backup holds the source cluster's passwords.
 func InstancePod(pg *v1alpha1.Postgres, instance, role string, o Options) *corev1.Pod {
-	// The port is in the configuration init or join wrote.
-	args := []string{binPath, "instance", "run", "--pgdata", pgdataPath, "--owner", owner(pg)}
+	// The port is in the configuration init or join wrote. --cluster makes
+	// the instance manager ask the API server who the primary is before
+	// postgres starts: a former primary rewinds and rejoins.
+	args := []string{binPath, "instance", "run", "--pgdata", pgdataPath, "--owner", owner(pg),
+		"--cluster", pg.Name, "--primary", RWService(pg.Name) + ":" + strconv.Itoa(postgresPort)}
 	spec := podSpec(pg, instance, args, o)
 	spec.RestartPolicy = corev1.RestartPolicyAlways
 	spec.Hostname = instance
 	c := &spec.Containers[0]
+	c.Env = append(c.Env, fieldEnv("POD_NAME", "metadata.name"), fieldEnv("POD_NAMESPACE", "metadata.namespace"))
 	c.Env = append(c.Env, passwordEnv(pg, SecretSuperuser, SecretReplication, SecretApp)...)
 	c.Ports = []corev1.ContainerPort{{Name: "postgres", ContainerPort: postgresPort, Protocol: corev1.ProtocolTCP}}
 	c.ReadinessProbe = &corev1.Probe{
@@ -338,6 +342,10 @@ func passwordEnv(pg *v1alpha1.Postgres, kinds ...string) []corev1.EnvVar {
 		env = append(env, secretEnv("HOMEOSTAT_"+strings.ToUpper(k)+"_PASSWORD", SecretName(pg.Name, k), "password"))
 	}
 	return env
+}
+
+func fieldEnv(name, path string) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 }
 
 func secretEnv(name, secret, key string) corev1.EnvVar {

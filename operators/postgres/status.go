@@ -85,12 +85,14 @@ func instanceStatuses(c *cluster) ([]v1alpha1.InstanceStatus, int32) {
 	var n int32
 	for _, name := range readyPVCs(c) {
 		o := c.obs[name]
-		s := v1alpha1.InstanceStatus{Name: name, Role: RoleReplica, Ready: o.Reachable, Timeline: o.Timeline}
+		s := v1alpha1.InstanceStatus{Name: name, Role: RoleReplica, Ready: instanceReady(c, name), Timeline: o.Timeline}
 		if name == c.pg.Status.Primary {
 			s.Role = RolePrimary
 		}
-		if o.Reachable {
+		if s.Ready {
 			n++
+		}
+		if o.Reachable {
 			s.LSN = o.Current.String()
 			if s.Role == RoleReplica && primaryLSN > o.Current {
 				s.LagBytes = int64(primaryLSN - o.Current)

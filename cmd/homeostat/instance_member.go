@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+
+	"github.com/spf13/pflag"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"homeostat.dev/homeostat/operators/instance"
+	"homeostat.dev/homeostat/render/api/v1alpha1"
+)
+
+// memberFlags tie `instance run` to its cluster: which Postgres it belongs
+// to, its own name, and the -rw Service it follows as a replica.
+type memberFlags struct {
+	cluster, namespace, name, primary, replUser string
+}
+
+func (f *memberFlags) bind(fs *pflag.FlagSet) {
+	fs.StringVar(&f.cluster, "cluster", "", "the Postgres this instance belongs to: its status.primary decides the role (none: keep the data directory's role)")
+	fs.StringVar(&f.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "namespace of the Postgres (env POD_NAMESPACE)")
+	fs.StringVar(&f.name, "name", os.Getenv("POD_NAME"), "this instance's name (env POD_NAME)")
+	fs.StringVar(&f.primary, "primary", "", "HOST:PORT a replica streams from (the -rw Service)")
+}
+
+// membership builds instance.Membership; without --cluster it is empty.
+func (f *memberFlags) membership(replUser, passfile string) (instance.Membership, error) {
+	if f.cluster == "" {
+		return instance.Membership{}, nil
+	}
+	if f.name == "" || f.namespace == "" || f.primary == "" {
+		return instance.Membership{}, usageError{fmt.Errorf("--cluster needs --name, --namespace and --primary")}
+	}
+	up, err := f.upstream(replUser, passfile)
+	if err != nil {
+		return instance.Membership{}, err
+	}
+	cfg, err := restConfig()
+	if err != nil {
+		return instance.Membership{}, fmt.Errorf("kubeconfig: %w", err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: syncScheme()})
+	if err != nil {
+		return instance.Membership{}, err
+	}
+	return instance.Membership{
+		Name:      f.name,
+		Authority: postgresAuthority{c: c, key: client.ObjectKey{Namespace: f.namespace, Name: f.cluster}},
+		Upstream:  up,
+	}, nil
+}
+
+// upstream reads --primary HOST:PORT.
+func (f *memberFlags) upstream(replUser, passfile string) (instance.Upstream, error) {
+	host, portText, err := net.SplitHostPort(f.primary)
+	if err != nil {
+		return instance.Upstream{}, usageError{fmt.Errorf("--primary %q: want HOST:PORT: %w", f.primary, err)}
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return instance.Upstream{}, usageError{fmt.Errorf("--primary %q: port: %w", f.primary, err)}
+	}
+	return instance.Upstream{Host: host, Port: port, User: replUser, PassFile: passfile}, nil
+}
+
+// postgresAuthority reads the primary the operator chose from the
+// Postgres object's status.
+type postgresAuthority struct {
+	c   client.Client
+	key client.ObjectKey
+}
+
+func (a postgresAuthority) Primary(ctx context.Context) (string, error) {
+	var pg v1alpha1.Postgres
+	if err := a.c.Get(ctx, a.key, &pg); err != nil {
+		return "", fmt.Errorf("read postgres %s: %w", a.key, err)
+	}
+	return pg.Status.Primary, nil
+}
