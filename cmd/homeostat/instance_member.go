@@ -6,11 +6,16 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"homeostat.dev/homeostat/operators/instance"
+	"homeostat.dev/homeostat/operators/postgres"
 	"homeostat.dev/homeostat/render/api/v1alpha1"
 )
 
@@ -18,6 +23,7 @@ import (
 // to, its own name, and the -rw Service it follows as a replica.
 type memberFlags struct {
 	cluster, namespace, name, primary, replUser string
+	fenceAfter                                  time.Duration
 }
 
 func (f *memberFlags) bind(fs *pflag.FlagSet) {
@@ -25,6 +31,7 @@ func (f *memberFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&f.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "namespace of the Postgres (env POD_NAMESPACE)")
 	fs.StringVar(&f.name, "name", os.Getenv("POD_NAME"), "this instance's name (env POD_NAME)")
 	fs.StringVar(&f.primary, "primary", "", "HOST:PORT a replica streams from (the -rw Service)")
+	fs.DurationVar(&f.fenceAfter, "fence-after", 30*time.Second, "a primary that reaches neither the API server nor any replica for this long shuts down (0: never)")
 }
 
 // membership builds instance.Membership; without --cluster it is empty.
@@ -49,8 +56,10 @@ func (f *memberFlags) membership(replUser, passfile string) (instance.Membership
 	}
 	return instance.Membership{
 		Name:      f.name,
-		Authority: postgresAuthority{c: c, key: client.ObjectKey{Namespace: f.namespace, Name: f.cluster}},
-		Upstream:  up,
+		Authority: postgresAuthority{c: c, key: client.ObjectKey{Namespace: f.namespace, Name: f.cluster},
+			pod: client.ObjectKey{Namespace: f.namespace, Name: f.name}},
+		Upstream:   up,
+		FenceAfter: f.fenceAfter,
 	}, nil
 }
 
@@ -70,8 +79,16 @@ func (f *memberFlags) upstream(replUser, passfile string) (instance.Upstream, er
 // postgresAuthority reads the primary the operator chose from the
 // Postgres object's status.
 type postgresAuthority struct {
-	c   client.Client
-	key client.ObjectKey
+	c        client.Client
+	key, pod client.ObjectKey
+}
+
+// Heartbeat stamps the instance's own pod (postgres.AnnotationHeartbeat);
+// the operator notes when the value last changed, so clocks need not agree.
+func (a postgresAuthority) Heartbeat(ctx context.Context) error {
+	patch := []byte(`{"metadata":{"annotations":{"` + postgres.AnnotationHeartbeat + `":"` + time.Now().UTC().Format(time.RFC3339Nano) + `"}}}`)
+	ref := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: a.pod.Name, Namespace: a.pod.Namespace}}
+	return a.c.Patch(ctx, ref, client.RawPatch(types.MergePatchType, patch))
 }
 
 func (a postgresAuthority) Primary(ctx context.Context) (string, error) {

@@ -29,8 +29,9 @@
 //     the terminated state's message (podapi.go).
 //
 // A process that exits makes its pod Failed (or Succeeded); Kill simulates a
-// crashed node. Deleting a pod stops its process (SIGTERM, then SIGKILL) and
-// completes the deletion.
+// crashed node, Partition a node cut off from the network (see network).
+// Deleting a pod stops its process (SIGTERM, then SIGKILL) and completes the
+// deletion.
 package kubelet
 
 import (
@@ -63,6 +64,7 @@ type Kubelet struct {
 	// terminating holds the UIDs of deleted pods being stopped, so each is
 	// stopped once however many polls see it.
 	terminating map[string]bool
+	net         network
 	cancel      context.CancelFunc
 	done        chan struct{}
 }
@@ -83,6 +85,10 @@ type Options struct {
 	// Namespace, when set, limits the kubelet to that namespace's pods and
 	// Jobs, so tests sharing an API server leave each other's pods alone.
 	Namespace string
+	// Kubeconfig, when set, is given to every instance's processes
+	// (KUBECONFIG) with the API server behind a proxy of the instance's
+	// own, which Partition cuts.
+	Kubeconfig string
 }
 
 // Start begins watching the API server through c.

@@ -204,8 +204,8 @@ func TestServiceProxyFollowsThePodLabels(t *testing.T) {
 	// Both pods serve the same empty listing; tell them apart by port.
 	backendOf := func() string {
 		for _, name := range []string{"a", "b"} {
-			if pa, _ := k.Resolve(context.Background(), ns, name); pa != "" {
-				if b, _ := k.backend(context.Background(), ns, "web"); b == pa {
+			if pa, _ := k.DirectAddr(ns, name); pa != "" {
+				if _, b, _ := k.backend(context.Background(), ns, "web"); b == pa {
 					return name
 				}
 			}

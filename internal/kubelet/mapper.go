@@ -3,7 +3,6 @@ package kubelet
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -196,30 +195,41 @@ func (m *mapper) resolve(host string) (string, error) {
 	if len(parts) > 1 && parts[1] != "" {
 		ns = parts[1]
 	}
-	return m.k.Resolve(m.ctx, ns, parts[0])
+	// An instance reaches Services through proxies of its own, which a
+	// partition cuts.
+	return m.k.resolveFor(m.ctx, m.p.claim, ns, parts[0])
 }
 
 // Resolve maps a Service to its proxy and a running pod (or the claim an
-// instance serves) to its port, both on 127.0.0.1: the operator's Resolver
-// in tests.
+// instance serves) to a proxy for its port, both on 127.0.0.1: the
+// operator's Resolver in tests. A partitioned instance is not reachable
+// through either (see DirectAddr).
 func (k *Kubelet) Resolve(ctx context.Context, ns, name string) (string, error) {
+	return k.resolveFor(ctx, "", ns, name)
+}
+
+// resolveFor is Resolve as seen from an instance ("ns/instance", or ""
+// outside).
+func (k *Kubelet) resolveFor(ctx context.Context, from, ns, name string) (string, error) {
 	var svc corev1.Service
 	if err := k.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &svc); err == nil {
-		px, err := k.proxyFor(ns, name)
+		px, err := k.serviceProxy(from, ns, name)
 		if err != nil {
 			return "", err
 		}
 		return px.addr, nil
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if p := k.procs["pod/"+ns+"/"+name]; p != nil {
-		return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)), nil
+	if _, err := k.DirectAddr(ns, name); err != nil {
+		return "", fmt.Errorf("resolve %s/%s: no such service or running pod", ns, name)
 	}
-	return "", fmt.Errorf("resolve %s/%s: no such service or running pod", ns, name)
+	px, err := k.podProxy(ns, name)
+	if err != nil {
+		return "", err
+	}
+	return px.addr, nil
 }
 
-// proxy forwards a Service's connections to a ready pod it selects.
+// proxy forwards connections: a Service's, a pod's, or the API server's.
 type proxy struct {
 	addr string
 	l    net.Listener
@@ -228,72 +238,30 @@ type proxy struct {
 
 func (p *proxy) close() { p.once.Do(func() { p.l.Close() }) }
 
-func (k *Kubelet) proxyFor(ns, name string) (*proxy, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	key := ns + "/" + name
-	if px := k.proxies[key]; px != nil {
-		return px, nil
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	px := &proxy{addr: l.Addr().String(), l: l}
-	k.proxies[key] = px
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go k.forward(conn, ns, name)
-		}
-	}()
-	return px, nil
-}
-
-func (k *Kubelet) forward(conn net.Conn, ns, svcName string) {
-	defer conn.Close()
-	backend, err := k.backend(context.Background(), ns, svcName)
-	if err != nil {
-		k.logf("service %s/%s: %v", ns, svcName, err)
-		return
-	}
-	up, err := net.Dial("tcp", backend)
-	if err != nil {
-		return
-	}
-	defer up.Close()
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(up, conn); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(conn, up); done <- struct{}{} }()
-	<-done
-}
-
-// backend is the first ready pod, by name, that the Service selects now.
-func (k *Kubelet) backend(ctx context.Context, ns, name string) (string, error) {
+// backend is the first ready pod, by name, that the Service selects now and
+// that is not cut off: its name and address.
+func (k *Kubelet) backend(ctx context.Context, ns, name string) (string, string, error) {
 	var svc corev1.Service
 	if err := k.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &svc); err != nil {
-		return "", err
+		return "", "", err
 	}
 	var pods corev1.PodList
 	sel := labels.SelectorFromSet(svc.Spec.Selector)
 	if err := k.client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: sel}); err != nil {
-		return "", err
+		return "", "", err
 	}
 	sort.Slice(pods.Items, func(i, j int) bool { return pods.Items[i].Name < pods.Items[j].Name })
 	for i := range pods.Items {
 		pod := &pods.Items[i]
-		if !pod.DeletionTimestamp.IsZero() || !podIsReady(pod) {
+		k.net.mu.Lock()
+		cut := k.net.cut[ns+"/"+pod.Name]
+		k.net.mu.Unlock()
+		if !pod.DeletionTimestamp.IsZero() || !podIsReady(pod) || cut {
 			continue
 		}
-		k.mu.Lock()
-		p := k.procs["pod/"+ns+"/"+pod.Name]
-		k.mu.Unlock()
-		if p != nil {
-			return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)), nil
+		if addr, err := k.DirectAddr(ns, pod.Name); err == nil {
+			return pod.Name, addr, nil
 		}
 	}
-	return "", fmt.Errorf("no ready pod selected")
+	return "", "", fmt.Errorf("no ready pod selected")
 }

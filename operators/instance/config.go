@@ -69,6 +69,9 @@ func (c Config) Settings() map[string]string {
 		// A standby whose primary went away retries every second, so it
 		// streams from a promoted replica (and confirms its commits) at once.
 		"wal_retrieve_retry_interval": "1s",
+		// Replies every second let an isolated primary see at once that
+		// no replica reaches it any more (see watchIsolation).
+		"wal_receiver_status_interval": "1s",
 	}
 	if c.ArchiveCommand != "" {
 		s["archive_mode"] = "on"

@@ -26,6 +26,9 @@ type Authority interface {
 	// Primary is the instance that is (or is becoming) the primary; "" while
 	// none is chosen (bootstrap).
 	Primary(ctx context.Context) (string, error)
+	// Heartbeat tells the operator, through the API server, that this
+	// instance runs as a primary and can reach the API server.
+	Heartbeat(ctx context.Context) error
 }
 
 // Membership is what an instance manager needs to follow the primary.
@@ -42,6 +45,10 @@ type Membership struct {
 	// Wait bounds how long a former primary waits for the authority and the
 	// new primary before giving up (the pod restarts); 2 minutes when 0.
 	Wait time.Duration
+	// FenceAfter is the fencing bound: a primary that reaches neither the
+	// authority nor any replica for longer shuts down (see
+	// watchIsolation); 0 turns fencing off.
+	FenceAfter time.Duration
 }
 
 // errRewind marks a failed pg_rewind: the directory cannot follow the

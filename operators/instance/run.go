@@ -90,15 +90,28 @@ func Run(opts RunOptions) (int, error) {
 	log.Info("postgres started", "pid", cmd.Process.Pid, "pgdata", opts.PGData)
 	stopPasswordSync := startPasswordSync(opts, log)
 	defer stopPasswordSync()
+	fence := make(chan string, 1)
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go watchIsolation(watchCtx, opts, log, fence)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	var immediate <-chan time.Time
+	fenced := false
 	for {
 		select {
 		case err := <-exited:
 			code := exitCode(cmd, err)
 			log.Info("postgres exited", "code", code)
+			if fenced {
+				return ExitFenced, nil
+			}
 			return code, nil
+		case reason := <-fence:
+			log.Warn("fencing this primary: shutting postgres down", "reason", reason)
+			fenced = true
+			_ = cmd.Process.Signal(syscall.SIGINT)
+			immediate = time.After(opts.Grace)
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				_ = cmd.Process.Signal(syscall.SIGHUP)

@@ -65,10 +65,8 @@ func (r *PostgresReconciler) failover(ctx context.Context, c *cluster) error {
 	}
 	setCondition(c.pg, ConditionPrimaryAvailable, metav1.ConditionFalse, "PrimaryUnreachable", primary+" does not answer")
 	if !switchover && !force {
-		since := meta.FindStatusCondition(c.pg.Status.Conditions, ConditionPrimaryAvailable).LastTransitionTime.Time
-		if left := since.Add(failoverDelay(c.pg)).Sub(r.now()); left > 0 {
-			c.requeue = min(c.requeue, left+100*time.Millisecond)
-			return c.wait(PhaseFailingOver, "primary %s unreachable; failover to %s in %s", primary, best, left.Round(time.Second))
+		if err := r.failoverDue(c, pod, best); err != nil {
+			return err
 		}
 	}
 	if err := r.fence(ctx, c, pod, switchover); err != nil {
@@ -80,6 +78,41 @@ func (r *PostgresReconciler) failover(ctx context.Context, c *cluster) error {
 		}
 	}
 	return r.promote(ctx, c, primary, best, switchover || force)
+}
+
+// failoverDue holds a failover until it is safe in time. A primary whose
+// pod has ended (the kubelet saw its process die) is promoted away from
+// after failoverDelay. One whose state is unknown (pod still running, but
+// unreachable: a partition, or only the operator cut off) may still take
+// writes, so the operator waits until its heartbeat and the operator's own
+// observations have been silent for fenceWait: by then its instance
+// manager has shut it down unless it still reaches the API server (then
+// its heartbeat goes on and no failover happens) or a replica (which then
+// is not a candidate's rival: see docs/postgres.md).
+func (r *PostgresReconciler) failoverDue(c *cluster, pod *corev1.Pod, best string) error {
+	primary := c.pg.Status.Primary
+	since := meta.FindStatusCondition(c.pg.Status.Conditions, ConditionPrimaryAvailable).LastTransitionTime.Time
+	due := since.Add(failoverDelay(c.pg))
+	why := "unreachable"
+	if pod != nil && !podFailed(pod) {
+		due = r.lastSeen(c.pg.Namespace, primary).Add(fenceWait(c.pg))
+		why = "unreachable but its pod runs; waiting for it to fence itself"
+	}
+	if left := due.Sub(r.now()); left > 0 {
+		c.requeue = min(c.requeue, left+100*time.Millisecond)
+		return c.wait(PhaseFailingOver, "primary %s %s; failover to %s in %s", primary, why, best, left.Round(time.Second))
+	}
+	return nil
+}
+
+// fenceWait is how long a primary whose fate is unknown must have been
+// silent before a replica is promoted: its fencing bound (failoverDelay,
+// given to `instance run --fence-after`), plus two of its check intervals
+// (the last check may run just under a bound late, and the shutdown takes
+// a moment), plus a second for the operator's own observation.
+func fenceWait(pg *v1alpha1.Postgres) time.Duration {
+	f := failoverDelay(pg)
+	return f + 2*instance.CheckInterval(f) + time.Second
 }
 
 // stopForSwitchover asks the healthy primary to stop (a clean, fast
@@ -97,22 +130,16 @@ func (r *PostgresReconciler) stopForSwitchover(ctx context.Context, c *cluster, 
 	return c.wait(PhaseSwitchingOver, "stopping primary %s to promote %s", primary, best)
 }
 
-// fence makes sure the old primary's server is gone before another takes
-// writes: a failed pod is; a pod still shutting down cleanly for a
-// switchover is waited for; any other is deleted at once.
-func (r *PostgresReconciler) fence(ctx context.Context, c *cluster, pod *corev1.Pod, switchover bool) error {
-	if pod == nil || podFailed(pod) {
+// fence makes sure a switchover's old primary has shut down cleanly before
+// another takes writes. A failover's old primary is not deleted: deleting
+// the pod of a node that is cut off stops nothing there; its own instance
+// manager fences it (failoverDue waited for that).
+func (r *PostgresReconciler) fence(_ context.Context, c *cluster, pod *corev1.Pod, switchover bool) error {
+	if pod == nil || podFailed(pod) || !switchover || pod.DeletionTimestamp.IsZero() {
 		return nil
 	}
-	if switchover && !pod.DeletionTimestamp.IsZero() {
-		c.requeue = min(c.requeue, time.Second)
-		return c.wait(PhaseSwitchingOver, "waiting for primary %s to shut down", pod.Name)
-	}
-	if err := r.Delete(ctx, pod, client.GracePeriodSeconds(0)); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("fence primary %s: %w", pod.Name, err)
-	}
 	c.requeue = min(c.requeue, time.Second)
-	return c.wait(PhaseFailingOver, "fencing primary %s", pod.Name)
+	return c.wait(PhaseSwitchingOver, "waiting for primary %s to shut down", pod.Name)
 }
 
 // safeToPromote holds a promotion that could lose acknowledged commits: a

@@ -35,6 +35,11 @@ const (
 	// the most advanced when empty) even where that is FailoverUnsafe:
 	// `homeostat pg promote NAME --force` sets it, the controller removes it.
 	AnnotationForcePromote = "homeostat.dev/force-promote"
+	// AnnotationHeartbeat on a primary's pod is renewed by its instance
+	// manager while it runs as a primary and reaches the API server; the
+	// operator fails over only once it has been silent for longer than the
+	// fencing bound (see fenceWait).
+	AnnotationHeartbeat = "homeostat.dev/heartbeat"
 	// AnnotationParameters lists the spec.parameters names the operator set
 	// on every instance, so a name that leaves the spec is reset.
 	AnnotationParameters = "homeostat.dev/applied-parameters"

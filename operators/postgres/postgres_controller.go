@@ -71,6 +71,8 @@ type PostgresReconciler struct {
 	mu sync.Mutex
 	// notStreaming is when each replica was first seen not streaming.
 	notStreaming map[string]time.Time
+	// seen is when each instance was last seen alive (see noteSeen).
+	seen map[string]sighting
 }
 
 // errWait ends a reconcile early without an error: the cluster is moving
@@ -338,6 +340,9 @@ func (r *PostgresReconciler) observe(ctx context.Context, c *cluster) error {
 			continue
 		}
 		c.obs[name] = observeInstance(ctx, addr, c.password)
+	}
+	for name, pod := range c.pods {
+		r.noteSeen(c.pg.Namespace, name, c.obs[name].Reachable, pod.Annotations[AnnotationHeartbeat])
 	}
 	r.adoptPrimary(c)
 	var err error

@@ -137,7 +137,8 @@ func InstancePod(pg *v1alpha1.Postgres, instance, role string, o Options) *corev
 	// the instance manager ask the API server who the primary is before
 	// postgres starts: a former primary rewinds and rejoins.
 	args := []string{binPath, "instance", "run", "--pgdata", pgdataPath, "--owner", owner(pg),
-		"--cluster", pg.Name, "--primary", RWService(pg.Name) + ":" + strconv.Itoa(postgresPort)}
+		"--cluster", pg.Name, "--primary", RWService(pg.Name) + ":" + strconv.Itoa(postgresPort),
+		"--fence-after", failoverDelay(pg).String()}
 	spec := podSpec(pg, instance, args, o)
 	spec.RestartPolicy = corev1.RestartPolicyAlways
 	spec.Hostname = instance
