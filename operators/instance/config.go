@@ -74,7 +74,10 @@ func (c Config) Settings() map[string]string {
 		"wal_receiver_status_interval": "1s",
 	}
 	if c.ArchiveCommand != "" {
-		s["archive_mode"] = "on"
+		// "always": a standby archives what it receives too (wal-push is
+		// idempotent by checksum), so WAL a lost primary never archived
+		// still reaches the store from a replica.
+		s["archive_mode"] = "always"
 		s["archive_command"] = c.ArchiveCommand
 		s["archive_timeout"] = "5min"
 	}

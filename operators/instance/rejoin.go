@@ -162,7 +162,8 @@ func rewind(ctx context.Context, opts RunOptions, wait time.Duration, log *slog.
 	return pgbin.WriteFile(conf, own)
 }
 
-// waitForSourcePrimary waits until the Upstream answers as a primary.
+// waitForSourcePrimary waits until the Upstream answers as a primary, and
+// makes it checkpoint.
 func waitForSourcePrimary(ctx context.Context, conninfo, password string, wait time.Duration) error {
 	db, err := sql.Open("postgres", conninfo+" password="+conninfoQuote(password))
 	if err != nil {
@@ -174,6 +175,12 @@ func waitForSourcePrimary(ctx context.Context, conninfo, password string, wait t
 		var inRecovery bool
 		err := db.QueryRowContext(ctx, `SELECT pg_is_in_recovery()`).Scan(&inRecovery)
 		if err == nil && !inRecovery {
+			// A freshly promoted primary's control file names its new
+			// timeline only after its first checkpoint; until then
+			// pg_rewind finds "the same timeline" and rewinds nothing.
+			if _, err := db.ExecContext(ctx, `CHECKPOINT`); err != nil {
+				return fmt.Errorf("checkpoint on the new primary before pg_rewind: %w", err)
+			}
 			return nil
 		}
 		if err == nil {

@@ -63,9 +63,10 @@ func startStory(t testing.TB) *story {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s3.Stop() })
-	// Instance managers ask the API server who the primary is.
+	// Instance managers ask the API server who the primary is, each through
+	// a way the harness can cut (Partition).
 	kube, err := kubelet.Start(env.Client, kubelet.Options{Binary: bin, HomeostatImage: testHomeostatImage, Dir: dir + "/kubelet", Logf: t.Logf,
-		Env: []string{"KUBECONFIG=" + env.Kubeconfig}})
+		Kubeconfig: env.Kubeconfig})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +74,9 @@ func startStory(t testing.TB) *story {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(kube.Logs(4000))
+			if keep := os.Getenv("HOMEOSTAT_KEEP_LOGS"); keep != "" {
+				_ = exec.Command("cp", "-r", dir+"/kubelet/logs", keep).Run()
+			}
 		}
 	})
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},

@@ -45,6 +45,10 @@ func (r *PostgresReconciler) failover(ctx context.Context, c *cluster) error {
 	}
 	pod, o := c.pods[primary], c.obs[primary]
 	healthy := pod != nil && podReady(pod) && o.Reachable && !o.InRecovery
+	if pod != nil && podReady(pod) && o.Reachable && o.InRecovery && c.pg.Status.Phase == PhaseFailingOver {
+		// A promotion recorded but not carried out: finish it.
+		return r.promote(ctx, c, primary, primary, switchover || force)
+	}
 	if !healthy && pod != nil && podReady(pod) && o.AuthFailed {
 		return r.refusedPassword(c, primary)
 	}
@@ -231,10 +235,15 @@ func (r *PostgresReconciler) promote(ctx context.Context, c *cluster, old, best 
 	if err := setSyncStandbyNames(ctx, addr, c.password, names); err != nil {
 		return err
 	}
+	// The decision is recorded before it is carried out: the promoted
+	// instance's manager must find itself named, or it fences itself as
+	// deposed; should the promotion fail, the next reconcile finishes it.
+	if err := r.recordPrimary(ctx, c, best); err != nil {
+		return err
+	}
 	if err := promote(ctx, addr, c.password); err != nil {
 		return err
 	}
-	c.pg.Status.Primary = best
 	if err := r.setRole(ctx, c.pods[best], RolePrimary); err != nil {
 		return err
 	}
@@ -251,6 +260,18 @@ func (r *PostgresReconciler) promote(ctx context.Context, c *cluster, old, best 
 	r.event(c.pg, reason, "promoted %s in place of %s, synchronous_standby_names = %q; %s rejoins as a replica", best, old, names, old)
 	c.requeue = time.Second
 	return c.wait(PhaseFailingOver, "promoted %s in place of %s", best, old)
+}
+
+// recordPrimary writes status.primary at once, ahead of the status patch
+// that ends the reconcile.
+func (r *PostgresReconciler) recordPrimary(ctx context.Context, c *cluster, name string) error {
+	patch := []byte(`{"status":{"primary":"` + name + `"}}`)
+	ref := &v1alpha1.Postgres{ObjectMeta: metav1.ObjectMeta{Name: c.pg.Name, Namespace: c.pg.Namespace}}
+	if err := r.Status().Patch(ctx, ref, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return fmt.Errorf("record %s as primary: %w", name, err)
+	}
+	c.pg.Status.Primary = name
+	return nil
 }
 
 // chooseTarget is the replica to promote: the requested one if it is ready,

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,15 +54,16 @@ func TestFailoverKeepsEveryPromise(t *testing.T) {
 
 	for round := 1; round <= 2; round++ {
 		old := s.postgres("ha").Status.Primary
+		oldPort := s.port(old)
 		crash := time.Now()
 		if err := s.kube.Kill(s.ns, old); err != nil {
 			t.Fatal(err)
 		}
 		s.eventually("writes resume after crash "+fmt.Sprint(round), slack*promiseWritesResume, func() (bool, string) {
-			_, ok := load.firstWriteAfter(crash)
+			_, ok := load.firstWriteAfter(crash, oldPort)
 			return ok, "no write acknowledged yet"
 		})
-		resumed, _ := load.firstWriteAfter(crash)
+		resumed, _ := load.firstWriteAfter(crash, oldPort)
 		s.waitWhole("ha", 3, slack*promiseWhole-time.Since(crash))
 		t.Logf("FACT crash %d of %s: writes resumed after %s, whole after %s, new primary %s", round, old,
 			resumed.Sub(crash).Round(100*time.Millisecond), time.Since(crash).Round(100*time.Millisecond), s.postgres("ha").Status.Primary)
@@ -161,6 +164,17 @@ func (s *story) waitWhole(cluster string, n int, timeout time.Duration) {
 		return err == nil && streaming == n-1 && slots == n-1 && ssn != "",
 			fmt.Sprintf("streaming %d, active slots %d, synchronous_standby_names %q, err %v", streaming, slots, ssn, err)
 	})
+}
+
+// port is the port an instance's server listens on.
+func (s *story) port(instance string) int {
+	addr, err := s.kube.DirectAddr(s.ns, instance)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	_, p, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(p)
+	return n
 }
 
 func (s *story) superPassword(cluster string) string {

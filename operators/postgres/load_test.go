@@ -26,8 +26,11 @@ type writeLoad struct {
 
 	mu    sync.Mutex
 	acked map[[2]int]bool
-	// okAt are the times of acknowledged writes, to find pauses.
-	okAt []time.Time
+	// okAt are the times of acknowledged writes, to find pauses, and
+	// okPort the port of the server that acknowledged each: which server
+	// took it.
+	okAt   []time.Time
+	okPort []int
 }
 
 const loadTable = `CREATE TABLE IF NOT EXISTS load (writer int, seq int, ssn text NOT NULL DEFAULT current_setting('synchronous_standby_names'),
@@ -75,7 +78,8 @@ func (l *writeLoad) writer(ctx context.Context, db *sql.DB, w int) {
 	defer db.Close()
 	for seq := 0; ctx.Err() == nil; seq++ {
 		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := db.ExecContext(qctx, `INSERT INTO load (writer, seq) VALUES ($1, $2)`, w, seq)
+		var port int
+		err := db.QueryRowContext(qctx, `INSERT INTO load (writer, seq) VALUES ($1, $2) RETURNING inet_server_port()`, w, seq).Scan(&port)
 		cancel()
 		if err != nil {
 			time.Sleep(50 * time.Millisecond)
@@ -84,6 +88,7 @@ func (l *writeLoad) writer(ctx context.Context, db *sql.DB, w int) {
 		l.mu.Lock()
 		l.acked[[2]int{w, seq}] = true
 		l.okAt = append(l.okAt, time.Now())
+		l.okPort = append(l.okPort, port)
 		l.mu.Unlock()
 	}
 }
@@ -93,12 +98,13 @@ func (l *writeLoad) stop() {
 	l.wg.Wait()
 }
 
-// firstWriteAfter is when the first write acknowledged after t was.
-func (l *writeLoad) firstWriteAfter(t time.Time) (time.Time, bool) {
+// firstWriteAfter is when the first write acknowledged after t by a server
+// on another port than old was.
+func (l *writeLoad) firstWriteAfter(t time.Time, old int) (time.Time, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, at := range l.okAt {
-		if at.After(t) {
+	for i, at := range l.okAt {
+		if at.After(t) && l.okPort[i] != old {
 			return at, true
 		}
 	}

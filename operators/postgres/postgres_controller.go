@@ -110,6 +110,7 @@ func (r *PostgresReconciler) steps() []step {
 		{"EnsureSecrets", r.ensureSecrets},
 		{"EnsureServices", r.ensureServices},
 		{"Observe", r.observe},
+		{"CheckArchiving", r.checkArchiving},
 		// Backups are asked for on time even while the cluster settles;
 		// each Backup waits for a ready primary itself.
 		{"ScheduleBackups", r.scheduleBackups},
@@ -387,6 +388,11 @@ func (r *PostgresReconciler) bootstrap(ctx context.Context, c *cluster) error {
 		return nil
 	}
 	inst := InstanceName(c.pg.Name, 1)
+	if c.pvcs[inst] == nil {
+		if err := r.checkArchiveEmpty(ctx, c); err != nil {
+			return err
+		}
+	}
 	kind, build := JobInit, InitJob
 	if bs := c.pg.Spec.Bootstrap; bs != nil && bs.FromBackup != nil {
 		kind, build = JobRestore, RestoreJob

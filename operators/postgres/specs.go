@@ -203,13 +203,25 @@ func initArgs(pg *v1alpha1.Postgres) []string {
 	return append(args, parameterArgs(pg)...)
 }
 
-// parameterArgs are the user's parameters as --parameter flags, sorted.
+// parameterArgs are homeostat's sized settings, then the user's parameters
+// (which win), as --parameter flags, sorted.
 func parameterArgs(pg *v1alpha1.Postgres) []string {
-	var args []string
+	args := []string{"--parameter", "max_slot_wal_keep_size=" + slotWALLimit(pg)}
 	for _, k := range sortedKeys(pg.Spec.Parameters) {
 		args = append(args, "--parameter", k+"="+pg.Spec.Parameters[k])
 	}
 	return args
+}
+
+// slotWALLimit is max_slot_wal_keep_size: a quarter of the volume, so the
+// slot of a replica that is gone for good (every instance keeps one for
+// every other) cannot fill the disk; such a replica is cloned again.
+func slotWALLimit(pg *v1alpha1.Postgres) string {
+	size, err := resource.ParseQuantity(pg.Spec.Storage.Size)
+	if err != nil {
+		size = resource.MustParse("1Gi")
+	}
+	return strconv.FormatInt(max(size.Value()/4>>20, 64), 10) + "MB"
 }
 
 // job wraps a pod spec into a Job that runs once: the controller decides what
