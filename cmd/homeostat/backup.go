@@ -140,12 +140,20 @@ func newBackupPushCommand(s3 *s3Flags) *cobra.Command {
 			if host == "" {
 				return usageError{errors.New("--pgdata or --host is required")}
 			}
+			ctx, stopGuard, err := guardArchiving(cmd.Context(), host, port, user)
+			if err != nil {
+				return err
+			}
+			defer stopGuard()
 			store, err := s3.open(cmd.Context(), cmd.Flags())
 			if err != nil {
 				return err
 			}
-			m, err := backup.Push(cmd.Context(), store, backup.PushOptions{Host: host, Port: port, User: user, PartSize: partSize,
+			m, err := backup.Push(ctx, store, backup.PushOptions{Host: host, Port: port, User: user, PartSize: partSize,
 				CompressLevel: level, Parallel: parallel, MaxRate: maxRate, Label: label})
+			if cause := context.Cause(ctx); err != nil && errors.Is(cause, errArchiveFailing) {
+				return cause
+			}
 			if err != nil {
 				return err
 			}

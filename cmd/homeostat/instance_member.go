@@ -55,7 +55,7 @@ func (f *memberFlags) membership(replUser, passfile string) (instance.Membership
 		return instance.Membership{}, err
 	}
 	return instance.Membership{
-		Name:      f.name,
+		Name: f.name,
 		Authority: postgresAuthority{c: c, key: client.ObjectKey{Namespace: f.namespace, Name: f.cluster},
 			pod: client.ObjectKey{Namespace: f.namespace, Name: f.name}},
 		Upstream:   up,

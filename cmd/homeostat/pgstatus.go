@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
 
@@ -66,6 +67,13 @@ func printPGStatus(w io.Writer, pg *v1alpha1.Postgres, backups []v1alpha1.Backup
 	}
 
 	fmt.Fprintf(w, "\nBackups: last %s, recoverable from %s\n", timeOrNever(st.LastBackup, now), timeOrNever(st.FirstRecoverabilityPoint, now))
+	if c := meta.FindStatusCondition(st.Conditions, postgres.ConditionContinuousArchiving); c != nil {
+		state := "ok"
+		if c.Status != metav1.ConditionTrue {
+			state = "FAILING"
+		}
+		fmt.Fprintf(w, "WAL archiving: %s: %s\n", state, c.Message)
+	}
 	if len(backups) > pgStatusBackups {
 		backups = backups[len(backups)-pgStatusBackups:]
 	}

@@ -34,6 +34,7 @@ func TestPGStatusPrintsInstancesBackupsAndConditions(t *testing.T) {
 			Conditions: []metav1.Condition{
 				{Type: "Ready", Status: "True", Reason: "ReconciliationSucceeded", Message: "2 instances ready, primary shopdb-1", LastTransitionTime: *at(3 * time.Minute)},
 				{Type: "PrimaryAvailable", Status: "True", Reason: "PrimaryReady", Message: "shopdb-1 accepts connections", LastTransitionTime: *at(time.Hour)},
+				{Type: "ContinuousArchiving", Status: "False", Reason: "ArchiveFailing", Message: "archive_command failed 3 times, last for 000000020000000000000005 at 2026-11-26T11:58:00Z; 2 WAL files waiting (oldest 000000020000000000000005)", LastTransitionTime: *at(2 * time.Minute)},
 			},
 		},
 	}

@@ -241,7 +241,7 @@ func setConf(path string, settings map[string]string) error {
 	return pgbin.WriteFile(path, []byte(RenderConf(cur)))
 }
 
-// unquoteConf reads a value QuoteConf wrote: '...' with '' for a quote.
+// unquoteConf reads a value QuoteConf wrote: '...' with ” for a quote.
 func unquoteConf(v string) string {
 	if len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'' {
 		return strings.ReplaceAll(v[1:len(v)-1], "''", "'")
