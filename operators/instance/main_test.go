@@ -58,7 +58,7 @@ type node struct {
 	secrets      string
 }
 
-func newNode(t *testing.T, name string) *node {
+func newNode(t testing.TB, name string) *node {
 	t.Helper()
 	base, err := pgtest.TempDir("homeostat-instance-")
 	if err != nil {
@@ -75,7 +75,7 @@ func newNode(t *testing.T, name string) *node {
 }
 
 // useSecrets gives the node fresh password files.
-func (n *node) useSecrets(t *testing.T, super, repl, app string) {
+func (n *node) useSecrets(t testing.TB, super, repl, app string) {
 	t.Helper()
 	n.secrets = t.TempDir()
 	for file, pw := range map[string]string{"super": super, "repl": repl, "app": app} {
@@ -106,7 +106,7 @@ func (n *node) initArgs(extra ...string) []string {
 }
 
 // homeostatOut runs homeostat and fails the test on a non-zero exit.
-func homeostatOut(t *testing.T, args ...string) string {
+func homeostatOut(t testing.TB, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(homeostat, args...)
 	var stderr bytes.Buffer
@@ -119,7 +119,7 @@ func homeostatOut(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-func noSecrets(t *testing.T, where, text string) {
+func noSecrets(t testing.TB, where, text string) {
 	t.Helper()
 	for _, pw := range []string{superPassword, replPassword, appPassword, newSuperPassword, newReplPassword, newAppPassword} {
 		if bytes.Contains([]byte(text), []byte(pw)) {
@@ -154,13 +154,13 @@ type runner struct {
 	code   int
 }
 
-func (n *node) run(t *testing.T) *runner {
+func (n *node) run(t testing.TB) *runner {
 	t.Helper()
 	return n.runWith(t, nil)
 }
 
 // runWith runs with extra environment variables (NAME=value) and flags.
-func (n *node) runWith(t *testing.T, env []string, flags ...string) *runner {
+func (n *node) runWith(t testing.TB, env []string, flags ...string) *runner {
 	t.Helper()
 	args := append([]string{"instance", "run", "--pgdata", n.pgdata, "--grace", "10s"}, flags...)
 	r := &runner{cmd: exec.Command(homeostat, args...), out: &lockedBuffer{}, exited: make(chan struct{})}
@@ -196,7 +196,7 @@ func (n *node) runWith(t *testing.T, env []string, flags ...string) *runner {
 }
 
 // stop asks for a fast shutdown and waits for the exit.
-func (r *runner) stop(t *testing.T) {
+func (r *runner) stop(t testing.TB) {
 	t.Helper()
 	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -207,7 +207,7 @@ func (r *runner) stop(t *testing.T) {
 }
 
 // wait waits for the runner to exit and returns its exit code.
-func (r *runner) wait(t *testing.T, timeout time.Duration) int {
+func (r *runner) wait(t testing.TB, timeout time.Duration) int {
 	t.Helper()
 	select {
 	case <-r.exited:
@@ -219,12 +219,12 @@ func (r *runner) wait(t *testing.T, timeout time.Duration) int {
 }
 
 // superuser connects over the unix socket, trusted.
-func (n *node) superuser(t *testing.T) *sql.DB {
+func (n *node) superuser(t testing.TB) *sql.DB {
 	t.Helper()
 	return open(t, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", n.base, n.port))
 }
 
-func open(t *testing.T, dsn string) *sql.DB {
+func open(t testing.TB, dsn string) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("postgres", dsn)
 	if err != nil {
@@ -235,7 +235,7 @@ func open(t *testing.T, dsn string) *sql.DB {
 	return db
 }
 
-func (n *node) status(t *testing.T) instance.Status {
+func (n *node) status(t testing.TB) instance.Status {
 	t.Helper()
 	var st instance.Status
 	out := homeostatOut(t, "instance", "status", "--pgdata", n.pgdata)
@@ -245,7 +245,7 @@ func (n *node) status(t *testing.T) instance.Status {
 	return st
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !ok() {
@@ -256,7 +256,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
 	}
 }
 
-func queryString(t *testing.T, db *sql.DB, query string) string {
+func queryString(t testing.TB, db *sql.DB, query string) string {
 	t.Helper()
 	var s string
 	if err := db.QueryRow(query).Scan(&s); err != nil {

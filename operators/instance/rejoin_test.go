@@ -17,7 +17,7 @@ import (
 
 // crash stops a node's postgres the way a crashed node does (no shutdown
 // checkpoint) and waits for its instance manager to exit.
-func (n *node) crash(t *testing.T, r *runner) {
+func (n *node) crash(t testing.TB, r *runner) {
 	t.Helper()
 	cmd, err := pgbin.Command(context.Background(), "pg_ctl", "-D", n.pgdata, "-m", "immediate", "-w", "stop")
 	if err != nil {
