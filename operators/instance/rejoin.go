@@ -74,6 +74,10 @@ func followPrimary(ctx context.Context, opts RunOptions, log *slog.Logger) error
 		wait = 2 * time.Minute
 	}
 	primary, err := askAuthority(ctx, m.Authority, standby, wait)
+	if err != nil && standby {
+		log.Warn("cannot ask who the primary is; starting as the standby this is", "err", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
