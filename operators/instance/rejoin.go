@@ -153,7 +153,13 @@ func rewind(ctx context.Context, opts RunOptions, wait time.Duration, log *slog.
 	if err != nil {
 		return fmt.Errorf("rewind: %w", err)
 	}
-	cmd, err := pgbin.Command(ctx, "pg_rewind", "--target-pgdata", opts.PGData, "--source-server", conninfo)
+	args := []string{"--target-pgdata", opts.PGData, "--source-server", conninfo}
+	if strings.Contains(string(own), "restore_command = ") {
+		// WAL the old primary has removed since the fork point's
+		// checkpoint comes from the archive.
+		args = append(args, "--restore-target-wal")
+	}
+	cmd, err := pgbin.Command(ctx, "pg_rewind", args...)
 	if err != nil {
 		return err
 	}

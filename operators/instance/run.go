@@ -108,10 +108,12 @@ func Run(opts RunOptions) (int, error) {
 			}
 			return code, nil
 		case reason := <-fence:
-			log.Warn("fencing this primary: shutting postgres down", "reason", reason)
+			// Immediate: stop taking writes now, and leave the WAL since
+			// the last checkpoint for pg_rewind (a shutdown checkpoint
+			// would let it go).
+			log.Warn("fencing this primary: immediate shutdown", "reason", reason)
 			fenced = true
-			_ = cmd.Process.Signal(syscall.SIGINT)
-			immediate = time.After(opts.Grace)
+			_ = cmd.Process.Signal(syscall.SIGQUIT)
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				_ = cmd.Process.Signal(syscall.SIGHUP)

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/lib/pq"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -61,27 +63,27 @@ func (s *story) startLoad(cluster string, n int) *writeLoad {
 		s.t.Fatal(err)
 	}
 	for w := 0; w < n; w++ {
-		db, err := sql.Open("postgres", dsn)
+		db, localOnly, err := carefulDB(dsn)
 		if err != nil {
 			s.t.Fatal(err)
 		}
-		db.SetMaxOpenConns(1)
 		l.wg.Add(1)
-		go l.writer(ctx, db, w)
+		go l.writer(ctx, db, localOnly, w)
 	}
 	s.t.Cleanup(l.stop)
 	return l
 }
 
-func (l *writeLoad) writer(ctx context.Context, db *sql.DB, w int) {
+func (l *writeLoad) writer(ctx context.Context, db *sql.DB, localOnly func() bool, w int) {
 	defer l.wg.Done()
 	defer db.Close()
 	for seq := 0; ctx.Err() == nil; seq++ {
+		localOnly()
 		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		var port int
 		err := db.QueryRowContext(qctx, `INSERT INTO load (writer, seq) VALUES ($1, $2) RETURNING inet_server_port()`, w, seq).Scan(&port)
 		cancel()
-		if err != nil {
+		if err != nil || localOnly() {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
@@ -91,6 +93,35 @@ func (l *writeLoad) writer(ctx context.Context, db *sql.DB, w int) {
 		l.okPort = append(l.okPort, port)
 		l.mu.Unlock()
 	}
+}
+
+// carefulDB opens a one-connection pool that tells, through localOnly,
+// whether the last commit came back with PostgreSQL's warning that the wait
+// for its synchronous standby was canceled (the client gave up): such a
+// commit is on this server only, and a careful client does not count it as
+// acknowledged. Calling localOnly also resets it.
+func carefulDB(dsn string) (*sql.DB, func() bool, error) {
+	base, err := pq.NewConnector(dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	var mu sync.Mutex
+	warned := false
+	db := sql.OpenDB(pq.ConnectorWithNoticeHandler(base, func(e *pq.Error) {
+		if strings.Contains(e.Message, "synchronous replication") {
+			mu.Lock()
+			warned = true
+			mu.Unlock()
+		}
+	}))
+	db.SetMaxOpenConns(1)
+	return db, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		w := warned
+		warned = false
+		return w
+	}, nil
 }
 
 func (l *writeLoad) stop() {

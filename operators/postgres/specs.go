@@ -206,7 +206,7 @@ func initArgs(pg *v1alpha1.Postgres) []string {
 // parameterArgs are homeostat's sized settings, then the user's parameters
 // (which win), as --parameter flags, sorted.
 func parameterArgs(pg *v1alpha1.Postgres) []string {
-	args := []string{"--parameter", "max_slot_wal_keep_size=" + slotWALLimit(pg)}
+	args := []string{"--parameter", "max_slot_wal_keep_size=" + slotWALLimit(pg), "--parameter", "wal_keep_size=" + rewindWALKeep(pg)}
 	for _, k := range sortedKeys(pg.Spec.Parameters) {
 		args = append(args, "--parameter", k+"="+pg.Spec.Parameters[k])
 	}
@@ -222,6 +222,20 @@ func slotWALLimit(pg *v1alpha1.Postgres) string {
 		size = resource.MustParse("1Gi")
 	}
 	return strconv.FormatInt(max(size.Value()/4>>20, 64), 10) + "MB"
+}
+
+// rewindWALKeep is wal_keep_size: an eighth of the volume, at most 1 GB
+// (max_wal_size's default, the most WAL between two checkpoints). pg_rewind
+// reads the old primary's WAL back to the last checkpoint before the fork;
+// a primary that shut down cleanly after the fork (it fenced itself) would
+// otherwise have removed it, and could only be cloned again. With a backup
+// store, pg_rewind also fetches missing WAL from the archive.
+func rewindWALKeep(pg *v1alpha1.Postgres) string {
+	size, err := resource.ParseQuantity(pg.Spec.Storage.Size)
+	if err != nil {
+		size = resource.MustParse("1Gi")
+	}
+	return strconv.FormatInt(min(max(size.Value()/8>>20, 64), 1024), 10) + "MB"
 }
 
 // job wraps a pod spec into a Job that runs once: the controller decides what
