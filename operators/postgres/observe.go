@@ -111,13 +111,16 @@ func observeInstance(ctx context.Context, addr, password string) Observation {
 	}
 	var cur, recv, tli string
 	if o.InRecovery {
-		// The timeline: what the WAL receiver streams, else the newest the
-		// control file knows of (a replayed timeline switch moves the
-		// minimum recovery point's timeline long before a restartpoint).
+		// The timeline: what the WAL receiver streams, else the newest
+		// this standby knows of: the newest timeline history file it
+		// received (recovery_target_timeline = latest follows it), or
+		// what the control file says. A stopped WAL receiver reports
+		// nothing, and the control file lags until a restartpoint.
 		err = db.QueryRowContext(ctx, `SELECT pg_last_wal_replay_lsn()::text,
 			GREATEST(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text,
 			GREATEST((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT min_recovery_end_timeline FROM pg_control_recovery()),
-				(SELECT timeline_id FROM pg_control_checkpoint()))::text,
+				(SELECT timeline_id FROM pg_control_checkpoint()),
+				(SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{8}\.history$'))::text,
 			COALESCE((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false)`).Scan(&cur, &recv, &tli, &o.Streaming)
 	} else {
 		err = db.QueryRowContext(ctx, `SELECT pg_current_wal_lsn()::text, pg_current_wal_lsn()::text,
