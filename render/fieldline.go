@@ -46,10 +46,10 @@ func FieldLine(fsys fs.FS, src Source, path string) int {
 func parseFieldPath(p string) fieldPath {
 	var out fieldPath
 	for p != "" {
-		switch {
-		case p[0] == '.':
+		switch p[0] {
+		case '.':
 			p = p[1:]
-		case p[0] == '[':
+		case '[':
 			end := strings.IndexByte(p, ']')
 			if end < 0 {
 				return out

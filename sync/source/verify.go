@@ -115,7 +115,7 @@ func verifySigned(what, signature string, keys []TrustedKey, verify func(string)
 		}
 		last = err
 	}
-	return "", fmt.Errorf("%w: %s is not signed by a trusted key (%v)", ErrNotVerified, what, last)
+	return "", fmt.Errorf("%w: %s is not signed by a trusted key (%w)", ErrNotVerified, what, last)
 }
 
 func signerName(e *openpgp.Entity, keyName string) string {
