@@ -1,6 +1,7 @@
 // Command openapi writes the OpenAPI v3 schemas of the built-in Kubernetes
 // kinds, as served by the kube-apiserver homeostat is built and tested
-// against, to render/schema/builtin.json.gz, which the schema package
+// against, to render/schema/builtin.json.gz (and their Kubernetes version to
+// builtin.version beside it), which the schema package
 // embeds so that `homeostat validate` works offline. It starts the test
 // API server (bin/kube-apiserver via internal/testenv) once; run it with
 // `make schemas` after a Kubernetes version bump and commit the file.
@@ -45,7 +46,8 @@ func run(out string) error {
 	if err != nil {
 		return fmt.Errorf("openapi v3 index: %w", err)
 	}
-	set := map[string]any{"kubernetesVersion": kubernetesVersion(ver.GitVersion)}
+	k8sVersion := kubernetesVersion(ver.GitVersion)
+	set := map[string]any{"kubernetesVersion": k8sVersion}
 	docs := map[string]any{}
 	names := make([]string, 0, len(paths))
 	for p := range paths {
@@ -83,7 +85,11 @@ func run(out string) error {
 	if err := zw.Close(); err != nil {
 		return err
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	// The version beside the schemas, read without decompressing them.
+	return os.WriteFile(strings.TrimSuffix(out, ".json.gz")+".version", []byte(k8sVersion+"\n"), 0o644)
 }
 
 // builtinGroupVersion reports "api/v1" and "apis/GROUP/VERSION" paths of

@@ -36,6 +36,12 @@ import (
 //go:embed builtin.json.gz
 var builtinData []byte
 
+// builtinVersion is the Kubernetes version of builtinData, kept apart so
+// that naming it (in --help) does not decompress the schemas.
+//
+//go:embed builtin.version
+var builtinVersion string
+
 // builtinSet is the embedded schemas: components/schemas of each built-in
 // group-version ("apis/apps/v1"), descriptions stripped.
 type builtinSet struct {
@@ -89,8 +95,7 @@ func gvPath(gvk k8sschema.GroupVersionKind) string {
 
 // KubernetesVersion is the version of the embedded built-in schemas.
 func KubernetesVersion() string {
-	loadOnce.Do(loadBuiltin)
-	return builtin.KubernetesVersion
+	return strings.TrimSpace(builtinVersion)
 }
 
 // kind is the compiled schema of one kind.
