@@ -271,3 +271,58 @@ func BenchmarkWALPush(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkWALFetchSequence is restore_command's side of recovery alone: the
+// real binary run once per segment, in order, as PostgreSQL runs it (working
+// directory the data directory, DEST pg_wal/RECOVERYXLOG), with prefetching
+// and one segment at a time, over 48 archived 16 MiB segments of real WAL.
+// Replay itself is not included: this is the most the fetch side can deliver.
+func BenchmarkWALFetchSequence(b *testing.B) {
+	srv, _ := benchServer(b)
+	segs, err := filepath.Glob(filepath.Join(srv.DataDir, "pg_wal", "0000000*"))
+	if err != nil || len(segs) == 0 {
+		b.Fatalf("no WAL segment in %s: %v", srv.DataDir, err)
+	}
+	data, err := os.ReadFile(segs[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	prefix := fmt.Sprintf("walfetch-%d", time.Now().UnixNano())
+	store, err := minio.Open(ctx, "bench", prefix)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 48
+	src := b.TempDir()
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("00000009000000%02X000000%02X", i/256, i%256)
+		p := filepath.Join(src, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		if err := backup.WALPush(ctx, store, p); err != nil {
+			b.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	for _, mode := range []struct{ name, flag string }{{"prefetch-8", "--prefetch=8"}, {"one-at-a-time", "--prefetch=0"}} {
+		b.Run(mode.name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)) * n)
+			for i := 0; i < b.N; i++ {
+				data := filepath.Join(b.TempDir(), "data")
+				if err := os.MkdirAll(filepath.Join(data, "pg_wal"), 0o700); err != nil {
+					b.Fatal(err)
+				}
+				for _, name := range names {
+					cmd := homeostatCmd(minio, prefix, "backup", "wal-fetch", mode.flag, name, "pg_wal/RECOVERYXLOG")
+					cmd.Dir = data
+					if out, err := cmd.CombinedOutput(); err != nil {
+						b.Fatalf("wal-fetch %s: %v: %s", name, err, out)
+					}
+				}
+			}
+		})
+	}
+}
