@@ -20,14 +20,40 @@ mkdir -p "$cache" "$root/bin"
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 
-# with_progress CMD...: runs a long build, printing elapsed time every 30s so
-# a first run on a fresh machine does not look stuck.
+# The go commands' own output (hundreds of "go: downloading" and "go: added"
+# lines on a first run) goes to this file, not the terminal.
+buildlog="$cache/build.log"
+logged=""
+
+# quiet CMD...: runs CMD with its output appended to $buildlog; on failure,
+# shows the end of it and where the rest is.
+announce() {
+  if [[ -z "$logged" ]]; then
+    logged=1; : > "$buildlog"; log "full build output: $buildlog"
+  fi
+}
+
+quiet() {
+  announce
+  printf '\n$ %s\n' "$*" >> "$buildlog"
+  local rc=0
+  "$@" >> "$buildlog" 2>&1 || rc=$?
+  if [[ $rc -ne 0 ]]; then
+    log "failed (exit $rc): $*"
+    tail -n 30 "$buildlog" >&2
+    log "the whole output is in $buildlog"
+  fi
+  return $rc
+}
+
+# with_progress CMD...: runs a long build quietly, printing elapsed time
+# every 30s so a first run on a fresh machine does not look stuck.
 with_progress() {
   local start=$SECONDS
   ( while sleep 30; do printf '[tools]   ... still building (%ds)\n' $((SECONDS - start)) >&2; done ) &
   local ticker=$!
   local rc=0
-  "$@" || rc=$?
+  quiet "$@" || rc=$?
   kill "$ticker" 2>/dev/null; wait "$ticker" 2>/dev/null || true
   return $rc
 }
@@ -46,14 +72,15 @@ build_kube() { # kube-apiserver and kubectl share one throwaway module
     cd "$mod"
     go mod init homeostat.dev/tools/kubernetes >/dev/null 2>&1
     go mod edit -go=1.26.0
-    gomod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    announce; log "downloading k8s.io/kubernetes $KUBE_VERSION and its modules"
+    gomod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" 2>>"$buildlog" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
     go mod edit -require="k8s.io/kubernetes@$KUBE_VERSION"
     # Every staging module k8s.io/kubernetes replaces with a local path is
     # published at the matching v0 version.
     for m in $(sed -n 's|^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*|\1|p' "$gomod"); do
       go mod edit -replace="$m=$m@$STAGING_VERSION"
     done
-    go mod tidy >/dev/null 2>&1 || true
+    quiet go mod tidy || true
     cat > tools.go <<'GO'
 //go:build tools
 
@@ -64,9 +91,11 @@ import (
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
-    go mod tidy
+    quiet go mod tidy
     mkdir -p "$out"
+    log "compiling kube-apiserver"
     with_progress go build -trimpath -ldflags=-s -o "$out/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
+    log "compiling kubectl"
     with_progress go build -trimpath -ldflags=-s -o "$out/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
     mv "$out/kube-apiserver.tmp" "$out/kube-apiserver"
     mv "$out/kubectl.tmp" "$out/kubectl"
@@ -90,8 +119,8 @@ package tools
 
 import _ "go.etcd.io/etcd/server/v3"
 GO
-    go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
-    go mod tidy
+    quiet go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+    quiet go mod tidy
     mkdir -p "$out"
     with_progress go build -trimpath -ldflags=-s -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3
     mv "$out/etcd.tmp" "$out/etcd"
@@ -115,8 +144,8 @@ package tools
 
 import _ "github.com/minio/minio"
 GO
-    go get "github.com/minio/minio@$MINIO_VERSION"
-    go mod tidy
+    quiet go get "github.com/minio/minio@$MINIO_VERSION"
+    quiet go mod tidy
     mkdir -p "$out"
     with_progress go build -trimpath -ldflags=-s -o "$out/minio.tmp" github.com/minio/minio
     mv "$out/minio.tmp" "$out/minio"
