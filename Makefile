@@ -55,7 +55,7 @@ test: tools build
 bench: tools build
 	go test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
-## demo: a local control plane, examples/ as a git repo, the controller, a sync, a commit, the next sync
+## demo: a local control plane and a stand-in node (internal/kubelet, MinIO), examples/ as a git repo, the controller, a real Postgres and a backup, a sync, a commit, the next sync
 demo: tools build
 	go run ./hack/demo
 

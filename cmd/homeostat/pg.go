@@ -20,10 +20,19 @@ func init() {
 	controllerSetups = append(controllerSetups, setupPostgres)
 }
 
+// envPostgresOperator set to "off" leaves the Postgres and Backup
+// controllers out of `homeostat controller`.
+const envPostgresOperator = "HOMEOSTAT_POSTGRES_OPERATOR"
+
 // setupPostgres adds the Postgres and Backup controllers to the manager. The
 // image the PostgreSQL pods copy homeostat from is $HOMEOSTAT_IMAGE (the
 // deploy base sets it to the controller's own image).
 func setupPostgres(mgr ctrl.Manager) error {
+	if os.Getenv(envPostgresOperator) == "off" {
+		// make demo runs this operator itself, beside its stand-in for a
+		// node, which alone knows where the local instances listen.
+		return nil
+	}
 	o := postgres.Options{HomeostatImage: os.Getenv("HOMEOSTAT_IMAGE")}
 	if o.HomeostatImage == "" {
 		o.HomeostatImage = "ghcr.io/homeostat/homeostat:" + version

@@ -1,9 +1,13 @@
 // Command demo is `make demo`: homeostat end to end on one machine with no
 // cluster. It starts a local control plane (the etcd and kube-apiserver the
-// tests use), turns examples/ into a git repository, runs the homeostat
-// controller against it, shows what was applied, commits a change (one app
-// scaled, one removed), and shows the sync that follows and the snapshot
-// diff. Everything it started stops when it ends or is interrupted.
+// tests use), MinIO on 127.0.0.1:9000, and a stand-in for a node (the
+// internal/kubelet harness, running homeostat's pods as local processes with
+// the machine's PostgreSQL), turns examples/ into a git repository, runs the
+// homeostat controller against it, shows what was applied, waits for the
+// shop's Postgres to run with a primary and two replicas, takes a backup to
+// MinIO, commits a change (one app scaled, one removed), and shows the sync
+// that follows and the snapshot diff. Everything it started stops when it
+// ends or is interrupted.
 package main
 
 import (
@@ -29,6 +33,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"homeostat.dev/homeostat/internal/s3test"
 	"homeostat.dev/homeostat/internal/testenv"
 	"homeostat.dev/homeostat/render/api/v1alpha1"
 )
@@ -51,6 +56,7 @@ type demo struct {
 	homeostat, kubectl          string
 	env                         *testenv.Env
 	c                           client.Client
+	s3                          *s3test.Server
 }
 
 func run(ctx context.Context, stay bool) error {
@@ -86,6 +92,16 @@ func run(ctx context.Context, stay bool) error {
 	}
 	fmt.Printf("   kubeconfig: %s\n", d.kubeconfig)
 
+	step("Starting the demo's stand-in for a node: internal/kubelet runs homeostat's pods as local processes (real PostgreSQL), and MinIO")
+	stopNode, err := d.startNode(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopNode()
+	if err := d.createS3Secret(ctx); err != nil {
+		return err
+	}
+
 	step("Making a git repository from examples/")
 	d.repo = filepath.Join(d.dir, "repo")
 	if err := d.initRepo(); err != nil {
@@ -110,6 +126,18 @@ func run(ctx context.Context, stay bool) error {
 	d.show("kubectl get syncs,snapshots -n homeostat-system")
 	d.show("kubectl get apps,postgres,pipelines -A")
 	d.show("kubectl get deployments,services,ingresses,hpa -A -l app.kubernetes.io/managed-by=homeostat")
+
+	step("The Postgres operator bootstraps shopdb on the stand-in node")
+	if err := d.waitPostgres(ctx); err != nil {
+		return err
+	}
+	d.show("kubectl get pg,pods -n shop")
+	step("A base backup of shopdb to MinIO")
+	if err := d.backupNow(ctx); err != nil {
+		return err
+	}
+	d.show("kubectl get backups -n shop")
+	d.show("homeostat pg status shopdb -n shop")
 
 	step("Committing a change: shop scaled from 2 to 3 replicas, the docs app removed")
 	if err := d.commitChange(); err != nil {
@@ -240,6 +268,8 @@ func (d *demo) startController(ctx context.Context) (func(), error) {
 		"--webhook-addr", "",
 		"--cache-dir", filepath.Join(d.dir, "cache"))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// The demo runs the Postgres operator itself (node.go).
+	cmd.Env = append(os.Environ(), "HOMEOSTAT_POSTGRES_OPERATOR=off", "HOMEOSTAT_IMAGE="+demoImage)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Start(); err != nil {

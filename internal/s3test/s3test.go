@@ -48,9 +48,27 @@ func Start() (*Server, error) {
 	}
 	port, err := freePort()
 	if err != nil {
+		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	s := &Server{Endpoint: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, AccessKey: "homeostat-test", SecretKey: "homeostat-test-secret"}
+	return start(dir, fmt.Sprintf("127.0.0.1:%d", port))
+}
+
+// StartOn runs MinIO on a given host:port (the demo's 127.0.0.1:9000, which
+// examples/ names) with a fresh directory.
+func StartOn(endpoint string) (*Server, error) {
+	if _, err := testenv.Binary("minio"); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "homeostat-minio-")
+	if err != nil {
+		return nil, err
+	}
+	return start(dir, endpoint)
+}
+
+func start(dir, endpoint string) (*Server, error) {
+	s := &Server{Endpoint: endpoint, Dir: dir, AccessKey: "homeostat-test", SecretKey: "homeostat-test-secret"}
 	if err := s.Resume(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
