@@ -53,7 +53,9 @@ func (d *demo) startNode(ctx context.Context) (func(), error) {
 		return nil, err
 	}
 	stops = append(stops, func() { _ = os.RemoveAll(dir) })
-	kube, err := kubelet.Start(d.c, kubelet.Options{Binary: d.homeostat, HomeostatImage: demoImage, Dir: filepath.Join(dir, "kubelet")})
+	// Instances reach the API server (their heartbeat) with the demo's kubeconfig.
+	kube, err := kubelet.Start(d.c, kubelet.Options{Binary: d.homeostat, HomeostatImage: demoImage, Dir: filepath.Join(dir, "kubelet"),
+		Kubeconfig: d.kubeconfig})
 	if err != nil {
 		stop()
 		return nil, err
