@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -88,13 +90,23 @@ type postgresAuthority struct {
 func (a postgresAuthority) Heartbeat(ctx context.Context) error {
 	patch := []byte(`{"metadata":{"annotations":{"` + postgres.AnnotationHeartbeat + `":"` + time.Now().UTC().Format(time.RFC3339Nano) + `"}}}`)
 	ref := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: a.pod.Name, Namespace: a.pod.Namespace}}
-	return a.c.Patch(ctx, ref, client.RawPatch(types.MergePatchType, patch))
+	return refused(a.c.Patch(ctx, ref, client.RawPatch(types.MergePatchType, patch)))
+}
+
+// refused marks an answer of the API server (a status such as Forbidden or
+// NotFound) as instance.ErrRefused: reachable, but no answer about roles.
+func refused(err error) error {
+	var st apierrors.APIStatus
+	if err != nil && errors.As(err, &st) && !apierrors.IsTimeout(err) && !apierrors.IsServerTimeout(err) && !apierrors.IsServiceUnavailable(err) {
+		return fmt.Errorf("%w: %w", instance.ErrRefused, err)
+	}
+	return err
 }
 
 func (a postgresAuthority) Primary(ctx context.Context) (string, error) {
 	var pg v1alpha1.Postgres
 	if err := a.c.Get(ctx, a.key, &pg); err != nil {
-		return "", fmt.Errorf("read postgres %s: %w", a.key, err)
+		return "", fmt.Errorf("read postgres %s: %w", a.key, refused(err))
 	}
 	return pg.Status.Primary, nil
 }

@@ -3,6 +3,7 @@ package instance
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -82,10 +83,14 @@ func CheckInterval(fenceAfter time.Duration) time.Duration {
 func heartbeat(ctx context.Context, m Membership, timeout time.Duration) (string, bool) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := m.Authority.Heartbeat(ctx); err != nil {
+	// An API server that answers, even with a refusal, is reachable.
+	if err := m.Authority.Heartbeat(ctx); err != nil && !errors.Is(err, ErrRefused) {
 		return "", false
 	}
 	p, err := m.Authority.Primary(ctx)
+	if errors.Is(err, ErrRefused) {
+		return "", true
+	}
 	return p, err == nil
 }
 

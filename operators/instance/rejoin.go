@@ -51,6 +51,12 @@ type Membership struct {
 	FenceAfter time.Duration
 }
 
+// ErrRefused wraps an Authority's error when the API server answered but
+// refused (no permission, no such object): it is reachable, so this is no
+// partition, but it tells nothing about roles. The instance then keeps the
+// role its data directory has, and counts the answer as contact.
+var ErrRefused = errors.New("the API server refused")
+
 // errRewind marks a failed pg_rewind: the directory cannot follow the
 // primary and must be cloned again.
 var errRewind = errors.New("rewind failed")
@@ -74,6 +80,10 @@ func followPrimary(ctx context.Context, opts RunOptions, log *slog.Logger) error
 		wait = 2 * time.Minute
 	}
 	primary, err := askAuthority(ctx, m.Authority, standby, wait)
+	if errors.Is(err, ErrRefused) {
+		log.Warn("the API server does not say who the primary is; keeping this data directory's role", "err", err)
+		return nil
+	}
 	if err != nil && standby {
 		log.Warn("cannot ask who the primary is; starting as the standby this is", "err", err)
 		return nil
@@ -123,7 +133,7 @@ func askAuthority(ctx context.Context, a Authority, standby bool, wait time.Dura
 	deadline := time.Now().Add(wait)
 	for {
 		p, err := a.Primary(ctx)
-		if err == nil || standby {
+		if err == nil || standby || errors.Is(err, ErrRefused) {
 			return p, err
 		}
 		if time.Now().After(deadline) {
