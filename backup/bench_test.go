@@ -289,7 +289,7 @@ func BenchmarkWALFetchSequence(b *testing.B) {
 	}
 	ctx := context.Background()
 	prefix := fmt.Sprintf("walfetch-%d", time.Now().UnixNano())
-	store, err := minio.Open(ctx, "bench", prefix)
+	store, err := minio.Open(ctx, "backups", prefix) // the bucket homeostatCmd names
 	if err != nil {
 		b.Fatal(err)
 	}
