@@ -137,8 +137,9 @@ func TestReservedParameterStalls(t *testing.T) {
 
 func TestMissingS3SecretStallsWithItsName(t *testing.T) {
 	ns := newNamespace(t)
+	store := startStore(t, "missing-secret")
 	pg := createPostgres(t, ns, func(pg *v1alpha1.Postgres) {
-		pg.Spec.Backup = &v1alpha1.PostgresBackup{S3: v1alpha1.S3Store{Endpoint: "127.0.0.1:9", Bucket: "b", SecretRef: v1alpha1.LocalObjectReference{Name: "s3-creds"}}}
+		pg.Spec.Backup = &v1alpha1.PostgresBackup{S3: store.spec("s3-creds")}
 	})
 	_, err := reconcileOnce(t, newReconciler(), pg)
 	if err == nil || !isTerminal(err) {
@@ -160,8 +161,7 @@ func TestMissingS3SecretStallsWithItsName(t *testing.T) {
 	// Creating the secret wakes the cluster up (the controller watches
 	// secrets and maps them to the clusters that name them) and unstalls it.
 	r := newReconciler()
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s3-creds", Namespace: ns},
-		StringData: map[string]string{"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}}
+	sec := store.secret(ns, "s3-creds")
 	if reqs := r.postgresForSecret(context.Background(), sec); len(reqs) != 1 || reqs[0].Name != "db" {
 		t.Errorf("secret maps to %v, want the Postgres db", reqs)
 	}
@@ -301,14 +301,12 @@ func TestDeletionKeepsVolumesUnlessPolicyIsDelete(t *testing.T) {
 
 func TestScheduleCreatesOneBackupPerDueRun(t *testing.T) {
 	ns := newNamespace(t)
-	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s3", Namespace: ns},
-		StringData: map[string]string{"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}}
-	if err := env.Client.Create(context.Background(), creds); err != nil {
+	store := startStore(t, "schedule")
+	if err := env.Client.Create(context.Background(), store.secret(ns, "s3")); err != nil {
 		t.Fatal(err)
 	}
 	pg := createPostgres(t, ns, func(pg *v1alpha1.Postgres) {
-		pg.Spec.Backup = &v1alpha1.PostgresBackup{Schedule: "@every 1h",
-			S3: v1alpha1.S3Store{Endpoint: "127.0.0.1:9", Bucket: "b", SecretRef: v1alpha1.LocalObjectReference{Name: "s3"}}}
+		pg.Spec.Backup = &v1alpha1.PostgresBackup{Schedule: "@every 1h", S3: store.spec("s3")}
 	})
 	created := get(t, &v1alpha1.Postgres{}, ns, "db").CreationTimestamp.Time
 	r := newReconciler()
