@@ -24,8 +24,8 @@ import (
 // memberFlags tie `instance run` to its cluster: which Postgres it belongs
 // to, its own name, and the -rw Service it follows as a replica.
 type memberFlags struct {
-	cluster, namespace, name, primary, replUser string
-	fenceAfter                                  time.Duration
+	cluster, namespace, name, primary string
+	fenceAfter                        time.Duration
 }
 
 func (f *memberFlags) bind(fs *pflag.FlagSet) {

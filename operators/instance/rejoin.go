@@ -176,7 +176,7 @@ func rewind(ctx context.Context, opts RunOptions, wait time.Duration, log *slog.
 	cmd.Env = append(cmd.Env, "PGPASSWORD="+opts.SuperuserPassword)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%w: pg_rewind from %s:%d: %v: %s", errRewind, up.Host, up.Port, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("%w: pg_rewind from %s:%d: %w: %s", errRewind, up.Host, up.Port, err, strings.TrimSpace(string(out)))
 	}
 	log.Info("pg_rewind done", "output", strings.TrimSpace(string(out)))
 	return pgbin.WriteFile(conf, own)

@@ -45,16 +45,8 @@ func (r *PostgresReconciler) failover(ctx context.Context, c *cluster) error {
 	}
 	pod, o := c.pods[primary], c.obs[primary]
 	healthy := pod != nil && podReady(pod) && o.Reachable && !o.InRecovery
-	if pod != nil && podReady(pod) && o.Reachable && o.InRecovery && c.pg.Status.Phase == PhaseFailingOver {
-		// A promotion recorded but not carried out: finish it.
-		return r.promote(ctx, c, primary, primary, switchover || force)
-	}
-	if !healthy && pod != nil && podReady(pod) && o.AuthFailed {
-		return r.refusedPassword(c, primary)
-	}
-	if healthy && !switchover && !force {
-		setCondition(c.pg, ConditionPrimaryAvailable, metav1.ConditionTrue, "PrimaryReady", primary+" accepts connections")
-		return nil
+	if settled, err := r.primarySettled(ctx, c, o, healthy, switchover || force); settled {
+		return err
 	}
 	best := r.chooseTarget(c, target)
 	if best == "" {
@@ -82,6 +74,27 @@ func (r *PostgresReconciler) failover(ctx context.Context, c *cluster) error {
 		}
 	}
 	return r.promote(ctx, c, primary, best, switchover || force)
+}
+
+// primarySettled handles the states of the primary in which nothing is to
+// be chosen: a promotion recorded but not carried out (finished), a primary
+// that refuses the operator's password (alive: no failover), and a healthy
+// primary nobody asked to move. requested is a switchover or a forced
+// promotion.
+func (r *PostgresReconciler) primarySettled(ctx context.Context, c *cluster, o Observation, healthy, requested bool) (bool, error) {
+	primary := c.pg.Status.Primary
+	pod := c.pods[primary]
+	up := pod != nil && podReady(pod) && o.Reachable
+	switch {
+	case up && o.InRecovery && c.pg.Status.Phase == PhaseFailingOver:
+		return true, r.promote(ctx, c, primary, primary, requested)
+	case !healthy && pod != nil && podReady(pod) && o.AuthFailed:
+		return true, r.refusedPassword(c, primary)
+	case healthy && !requested:
+		setCondition(c.pg, ConditionPrimaryAvailable, metav1.ConditionTrue, "PrimaryReady", primary+" accepts connections")
+		return true, nil
+	}
+	return false, nil
 }
 
 // failoverDue holds a failover until it is safe in time. A primary whose
