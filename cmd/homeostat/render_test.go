@@ -29,9 +29,18 @@ func TestMainAsHomeostat(t *testing.T) {
 // homeostat runs the command line in a child process.
 func homeostat(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return homeostatIn(t, "", os.Environ(), args...)
+}
+
+// homeostatIn runs the command line in a child process in dir (the test's
+// own when empty) with exactly env, and returns what it printed and its
+// exit code.
+func homeostatIn(t *testing.T, dir string, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestMainAsHomeostat$")
+	cmd.Dir = dir
 	encoded, _ := json.Marshal(args)
-	cmd.Env = append(os.Environ(), cliArgsEnv+"="+string(encoded))
+	cmd.Env = append(env, cliArgsEnv+"="+string(encoded))
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
