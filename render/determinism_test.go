@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"homeostat.dev/homeostat/internal/golden"
 	"os"
 	"path/filepath"
 	"sync"
@@ -29,7 +30,7 @@ func TestSameTreeSameBytes(t *testing.T) {
 		wg.Wait()
 		for _, got := range results {
 			if !bytes.Equal(got, first) {
-				t.Errorf("%s: renders differ:\n%s", in, diffLines(string(first), string(got)))
+				t.Errorf("%s: renders differ:\n%s", in, golden.Diff(string(first), string(got)))
 				break
 			}
 		}

@@ -2,15 +2,11 @@ package render
 
 import (
 	"bytes"
-	"flag"
+	"homeostat.dev/homeostat/internal/golden"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 // TestGolden renders every testdata/<case>/in tree and compares the result
 // with want.yaml (what a good tree renders to) or want.err (every problem of
@@ -27,7 +23,7 @@ func TestGolden(t *testing.T) {
 			got, name := renderCase(t, in)
 			wantFile := filepath.Join(dir, name)
 			other := filepath.Join(dir, map[string]string{"want.yaml": "want.err", "want.err": "want.yaml"}[name])
-			if *update {
+			if golden.Update() {
 				if err := os.WriteFile(wantFile, got, 0o644); err != nil {
 					t.Fatal(err)
 				}
@@ -42,7 +38,7 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("%v (run with -update to create it)", err)
 			}
 			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs (run with -update to accept):\n%s", wantFile, diffLines(string(want), string(got)))
+				t.Errorf("%s differs (run with -update to accept):\n%s", wantFile, golden.Diff(string(want), string(got)))
 			}
 		})
 	}
@@ -68,35 +64,4 @@ func renderCase(t *testing.T, in string) ([]byte, string) {
 		t.Fatal(err)
 	}
 	return b.Bytes(), "want.yaml"
-}
-
-// diffLines shows the first lines where two texts part, enough to see why a
-// golden file no longer matches.
-func diffLines(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := 0; i < len(w) || i < len(g); i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			end := i + 5
-			var b strings.Builder
-			for j := i; j < end; j++ {
-				if j < len(w) {
-					b.WriteString("- " + w[j] + "\n")
-				}
-			}
-			for j := i; j < end; j++ {
-				if j < len(g) {
-					b.WriteString("+ " + g[j] + "\n")
-				}
-			}
-			return "line " + strconv.Itoa(i+1) + ":\n" + b.String()
-		}
-	}
-	return ""
 }

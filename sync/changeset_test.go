@@ -1,34 +1,13 @@
 package sync
 
 import (
-	"flag"
-	"os"
+	"homeostat.dev/homeostat/internal/golden"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
-
-// golden compares got with testdata/<name>, or rewrites it with -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if string(want) != got {
-		t.Fatalf("%s differs (run with -update to accept):\n--- want\n%s\n--- got\n%s", p, want, got)
-	}
-}
 
 func sampleChangeSet() ChangeSet {
 	ref := func(kind, ns, name string) Ref { return Ref{Version: "v1", Kind: kind, Namespace: ns, Name: name} }
@@ -48,7 +27,7 @@ func TestChangeSetPrints(t *testing.T) {
 	for _, c := range cs.API() {
 		api = append(api, c.Object+" "+c.Action)
 	}
-	golden(t, "changeset/string.golden", cs.String()+"\n--- API\n"+strings.Join(api, "\n")+"\n")
+	golden.Assert(t, filepath.Join("testdata", "changeset/string.golden"), []byte(cs.String()+"\n--- API\n"+strings.Join(api, "\n")+"\n"))
 	inv := cs.Inventory()
 	if len(inv) != 4 || inv.Contains(Ref{Kind: "ConfigMap", Namespace: "shop", Name: "old"}) {
 		t.Fatalf("inventory must leave out pruned and failed objects: %v", inv)
@@ -74,7 +53,7 @@ func TestDiffMasksSecretsAndDropsServerFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "changeset/secret-diff.golden", d)
+	golden.Assert(t, filepath.Join("testdata", "changeset/secret-diff.golden"), []byte(d))
 	for _, leak := range []string{"aHVudGVyMg", "c3dvcmRmaXNo", "YWRh", "managedFields", "resourceVersion", AnnotationHash} {
 		if strings.Contains(d, leak) {
 			t.Errorf("diff shows %q:\n%s", leak, d)

@@ -1,8 +1,7 @@
 package ci
 
 import (
-	"flag"
-	"os"
+	"homeostat.dev/homeostat/internal/golden"
 	"path/filepath"
 	"testing"
 
@@ -12,8 +11,6 @@ import (
 	"homeostat.dev/homeostat/operators/ci/steps"
 	"homeostat.dev/homeostat/render/api/v1alpha1"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 // TestBuildPodGolden pins the whole pod a build runs in.
 func TestBuildPodGolden(t *testing.T) {
@@ -42,19 +39,7 @@ func TestBuildPodGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", c.name+".yaml")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if string(want) != string(got) {
-				t.Fatalf("pod differs from %s (run with -update to accept):\n--- want\n%s\n--- got\n%s", golden, want, got)
-			}
+			golden.Assert(t, filepath.Join("testdata", c.name+".yaml"), got)
 		})
 	}
 }

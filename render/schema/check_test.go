@@ -2,15 +2,13 @@ package schema
 
 import (
 	"bytes"
-	"flag"
+	"homeostat.dev/homeostat/internal/golden"
 	"os"
 	"strings"
 	"testing"
 
 	"homeostat.dev/homeostat/render"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 // A Deployment with a misspelled field, a wrong type, a missing required
 // field and a value outside its enum, and custom resources that break their
@@ -34,28 +32,11 @@ func TestCheckCatchesWhatTheServerWouldRefuse(t *testing.T) {
 		b.WriteString(p.Error() + "\n")
 	}
 	b.WriteString("skipped: " + strings.Join(skipped, ", ") + "\n")
-	golden(t, "testdata/want.txt", b.Bytes())
+	golden.Assert(t, "testdata/want.txt", b.Bytes())
 	for _, p := range problems {
 		if p.File == "good.yaml" {
 			t.Errorf("a valid object was refused: %s", p.Error())
 		}
-	}
-}
-
-func golden(t *testing.T, file string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(file, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s differs (run with -update to accept); got:\n%s", file, got)
 	}
 }
 

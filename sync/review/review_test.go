@@ -3,8 +3,8 @@ package review
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
+	"homeostat.dev/homeostat/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,8 +17,6 @@ import (
 
 	"homeostat.dev/homeostat/render"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 // repo is a real repository with a working tree, committed to with fixed
 // times so that commit hashes (and so golden files) are stable.
@@ -149,28 +147,11 @@ func TestOutputsGolden(t *testing.T) {
 			if err := out.write(&b); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, filepath.Join("testdata", out.file), b.Bytes())
+			golden.Assert(t, filepath.Join("testdata", out.file), b.Bytes())
 			if strings.Contains(b.String(), "hunter2") || strings.Contains(b.String(), "correct-horse") {
 				t.Fatalf("a Secret value leaked into %s", out.file)
 			}
 		})
-	}
-}
-
-func golden(t *testing.T, file string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(file, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s differs (run with -update to accept); got:\n%s", file, got)
 	}
 }
 
