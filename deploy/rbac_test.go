@@ -11,6 +11,8 @@ import (
 	"time"
 
 	authzv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
@@ -67,6 +69,24 @@ func TestControllerRBACSufficesForAFullSync(t *testing.T) {
 			t.Fatalf("sync never became Ready as %s: %+v\ncontroller log:\n%s", controllerSA, ready, logs.String())
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+	// The shop's Postgres waits for its S3 credentials (created out of
+	// band); given them, it gives its instances their ServiceAccount, Role
+	// and RoleBinding, which the controller may create only if it holds
+	// every permission the Role grants (no bind or escalate).
+	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "minio-credentials", Namespace: "shop"},
+		StringData: map[string]string{"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret-key"}}
+	if err := env.Client.Create(ctx, creds); client.IgnoreAlreadyExists(err) != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(250 * time.Millisecond) {
+		err := env.Client.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "shopdb"}, &rbacv1.RoleBinding{})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no RoleBinding shop/shopdb for the instances a minute after the sync (%v)\ncontroller log:\n%s", err, logs.String())
+		}
 	}
 	// Let the operators act on what was applied (secrets, volumes, jobs,
 	// services of the Postgres; the App status) before reading the log.

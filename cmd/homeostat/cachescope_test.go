@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
@@ -137,6 +138,27 @@ func TestScopedCacheHoldsOnlyHomeostatsObjects(t *testing.T) {
 	eventually(t, "the new secret to wake the Postgres up", func() bool {
 		c := stalled()
 		return c == nil || c.Status != metav1.ConditionTrue
+	})
+
+	// The instances' Role is cached (an unrelated one is not), and a hand
+	// edit that also takes it out of the cache's scope is put back.
+	unrelated := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: "noise", Name: "unrelated"}}
+	if err := env.Client.Create(ctx, unrelated); err != nil {
+		t.Fatal(err)
+	}
+	var roles rbacv1.RoleList
+	eventually(t, "the instances' Role, alone, in the cache", func() bool {
+		return mgr.GetCache().List(ctx, &roles) == nil && len(roles.Items) == 1 && roles.Items[0].Name == "db"
+	})
+	role := roles.Items[0].DeepCopy()
+	role.Labels, role.Rules = nil, nil
+	if err := env.Client.Update(ctx, role); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the edited Role put back", func() bool {
+		var got rbacv1.Role
+		return env.Client.Get(ctx, client.ObjectKeyFromObject(role), &got) == nil && len(got.Rules) > 0 &&
+			got.Labels[v1alpha1.LabelManagedBy] == v1alpha1.ManagedByValue
 	})
 }
 

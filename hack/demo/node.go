@@ -53,7 +53,8 @@ func (d *demo) startNode(ctx context.Context) (func(), error) {
 		return nil, err
 	}
 	stops = append(stops, func() { _ = os.RemoveAll(dir) })
-	// Instances reach the API server (their heartbeat) with the demo's kubeconfig.
+	// Instances reach the API server (their heartbeat) with the demo's kubeconfig,
+	// acting as their pods' ServiceAccount.
 	kube, err := kubelet.Start(d.c, kubelet.Options{Binary: d.homeostat, HomeostatImage: demoImage, Dir: filepath.Join(dir, "kubelet"),
 		Kubeconfig: d.kubeconfig})
 	if err != nil {

@@ -15,6 +15,8 @@
 //     kube-proxy would); `HOST:PORT` and `--host HOST --port PORT` naming a
 //     Service or pod are rewritten to the proxy or the pod;
 //   - env from secretKeyRef and fieldRef is read from the API;
+//   - with Options.Kubeconfig, an instance's processes act as the pod's
+//     ServiceAccount (impersonation), as its mounted token would make them;
 //   - a readiness probe of type tcpSocket is a dial of the pod's port; one
 //     of type exec runs its command (mapped) every periodSeconds;
 //   - native sidecars (init containers with restartPolicy Always) start in
@@ -87,7 +89,10 @@ type Options struct {
 	Namespace string
 	// Kubeconfig, when set, is given to every instance's processes
 	// (KUBECONFIG) with the API server behind a proxy of the instance's
-	// own, which Partition cuts.
+	// own, which Partition cuts, impersonating the pod's ServiceAccount
+	// (ServiceAccountUser): its user must be allowed to impersonate, and
+	// the processes get only what RBAC grants that ServiceAccount. A pod
+	// with automountServiceAccountToken: false gets none.
 	Kubeconfig string
 }
 

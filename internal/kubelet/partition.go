@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -168,10 +169,16 @@ func (k *Kubelet) podProxy(ns, pod string) (*proxy, error) {
 
 // kubeconfigEnv is KUBECONFIG for a process of an instance: the test's
 // kubeconfig with the API server behind a proxy of the instance's own, so
-// a partition cuts it off. Without Options.Kubeconfig, or for workloads
-// that are no instance, it is "".
-func (k *Kubelet) kubeconfigEnv(p *proc) (string, error) {
+// a partition cuts it off, acting as the pod's ServiceAccount (see
+// ServiceAccountUser), as a pod's mounted token would: what the
+// ServiceAccount may not do, the process is refused. Without
+// Options.Kubeconfig, for workloads that are no instance, and for a pod
+// that mounts no token (automountServiceAccountToken: false), it is "".
+func (k *Kubelet) kubeconfigEnv(w workload, p *proc) (string, error) {
 	if k.opts.Kubeconfig == "" || p.claim == "" {
+		return "", nil
+	}
+	if a := w.spec.AutomountServiceAccountToken; a != nil && !*a {
 		return "", nil
 	}
 	cfg, err := clientcmd.LoadFromFile(k.opts.Kubeconfig)
@@ -191,6 +198,9 @@ func (k *Kubelet) kubeconfigEnv(p *proc) (string, error) {
 		u.Host = px.addr
 		c.Server = u.String()
 	}
+	for _, auth := range cfg.AuthInfos {
+		auth.Impersonate = ServiceAccountUser(w.ns, w.spec)
+	}
 	path := filepath.Join(k.opts.Dir, "kubeconfigs", strings.ReplaceAll(p.claim, "/", "_")+".yaml")
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", err
@@ -199,4 +209,15 @@ func (k *Kubelet) kubeconfigEnv(p *proc) (string, error) {
 		return "", err
 	}
 	return "KUBECONFIG=" + path, nil
+}
+
+// ServiceAccountUser is the user name a pod's processes act as in the API
+// server: its serviceAccountName, or the namespace's "default" when it
+// names none.
+func ServiceAccountUser(namespace string, spec *corev1.PodSpec) string {
+	sa := spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	return "system:serviceaccount:" + namespace + ":" + sa
 }

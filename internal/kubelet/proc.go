@@ -246,7 +246,7 @@ func waitContainer(cmd *exec.Cmd) (int, error) {
 // env is the process environment: the test's, then the container's.
 func (k *Kubelet) env(ctx context.Context, w workload, c *corev1.Container, m *mapper) ([]string, error) {
 	env := append(append(append([]string(nil), os.Environ()...), k.opts.Env...), podEnv(w, m.p)...)
-	if kc, err := k.kubeconfigEnv(m.p); err != nil {
+	if kc, err := k.kubeconfigEnv(w, m.p); err != nil {
 		return nil, err
 	} else if kc != "" {
 		env = append(env, kc)

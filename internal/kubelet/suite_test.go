@@ -24,6 +24,7 @@ copy-self) cp "$0" "$1" ;;
 sleep) exec sleep "$1" ;;
 exit) exit "$1" ;;
 env) printf '%s' "$GREETING" > "$1" ;;
+kubeconfig) printf '%s' "$KUBECONFIG" > "$1" ;;
 serve) FAKE_SERVE_PORT="$2" exec "$KUBELET_TEST_BINARY" ;;
 esac
 `

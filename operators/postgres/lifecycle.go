@@ -6,6 +6,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -81,6 +82,10 @@ func (r *PostgresReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&batchv1.Job{}, byCluster).
 		Watches(&corev1.PersistentVolumeClaim{}, byCluster).
 		Watches(&v1alpha1.Backup{}, byCluster).
+		// A hand edit of the instances' identity is put back at once.
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&rbacv1.Role{}).
+		Owns(&rbacv1.RoleBinding{}).
 		// A Stalled cluster waits for its S3 secret: creating or fixing it
 		// wakes the cluster up. Metadata is all the mapping needs, so the
 		// data of the cluster's Secrets is never held in the cache.

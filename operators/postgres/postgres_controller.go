@@ -110,6 +110,8 @@ func (r *PostgresReconciler) steps() []step {
 		{"EnsureSecrets", r.ensureSecrets},
 		{"EnsureServices", r.ensureServices},
 		{"Observe", r.observe},
+		// Before any Job or pod: they run as the cluster's ServiceAccount.
+		{"EnsureAccess", r.ensureAccess},
 		{"CheckArchiving", r.checkArchiving},
 		// Backups are asked for on time even while the cluster settles;
 		// each Backup waits for a ready primary itself.

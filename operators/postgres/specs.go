@@ -243,6 +243,9 @@ func rewindWALKeep(pg *v1alpha1.Postgres) string {
 func job(pg *v1alpha1.Postgres, instance, name, kind string, args []string, o Options) *batchv1.Job {
 	spec := podSpec(pg, instance, args, o)
 	spec.RestartPolicy = corev1.RestartPolicyNever
+	// The Jobs (init, join, restore, backup push) make no request to the
+	// API server: no token, so none can be misused from them.
+	spec.AutomountServiceAccountToken = ptr.To(false)
 	labels := withLabels(commonLabels(pg), LabelJob, kind)
 	if instance != "" {
 		labels[LabelInstance] = instance
@@ -280,6 +283,9 @@ func podSpec(pg *v1alpha1.Postgres, instance string, args []string, o Options) c
 			Secret: &corev1.SecretVolumeSource{SecretName: bs.FromBackup.S3.SecretRef.Name}}})
 	}
 	return corev1.PodSpec{
+		// Not the namespace's default: InstanceRole grants this one exactly
+		// what `instance run` asks the API server.
+		ServiceAccountName:            ServiceAccountName(pg.Name),
 		TerminationGracePeriodSeconds: ptr.To[int64](60),
 		InitContainers: []corev1.Container{{
 			Name:         "homeostat",

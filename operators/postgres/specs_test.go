@@ -78,6 +78,7 @@ func TestSpecBuildersMatchGoldenFiles(t *testing.T) {
 				objs = append(objs, s)
 			}
 			first := InstanceName(pg.Name, 1)
+			objs = append(objs, InstanceServiceAccount(pg), InstanceRole(pg, []string{InstanceName(pg.Name, 2), first}), InstanceRoleBinding(pg))
 			objs = append(objs, PVC(pg, first, 1))
 			if pg.Spec.Bootstrap != nil {
 				objs = append(objs, RestoreJob(pg, first, o))
