@@ -23,7 +23,7 @@ func newPGStatusCommand() *cobra.Command {
 	var namespace string
 	cmd := &cobra.Command{
 		Use:   "status NAME",
-		Short: "Show a Postgres cluster: its instances with role, readiness and lag, its backups and conditions",
+		Short: "Show a Postgres cluster: its instances with role, readiness, lag and disk usage, its backups and conditions",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, pg, err := getPostgres(cmd.Context(), namespace, args[0])
@@ -53,16 +53,7 @@ func printPGStatus(w io.Writer, pg *v1alpha1.Postgres, backups []v1alpha1.Backup
 	fmt.Fprintf(w, "Image %s  storage %s  synchronous %d\n", postgres.Image(pg), pg.Spec.Storage.Size, pg.Spec.Synchronous)
 	fmt.Fprintf(w, "Services %s (read-write)  %s (read-only)\n\n", postgres.RWService(pg.Name), postgres.ROService(pg.Name))
 
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INSTANCE\tROLE\tREADY\tTIMELINE\tLSN\tLAG")
-	for _, in := range st.Instances {
-		lag := "-"
-		if in.Role != postgres.RolePrimary && in.Ready {
-			lag = bytesIEC(in.LagBytes)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%t\t%d\t%s\t%s\n", in.Name, in.Role, in.Ready, in.Timeline, orDash(in.LSN), lag)
-	}
-	if err := tw.Flush(); err != nil {
+	if err := printInstances(w, st.Instances); err != nil {
 		return err
 	}
 
@@ -78,7 +69,7 @@ func printPGStatus(w io.Writer, pg *v1alpha1.Postgres, backups []v1alpha1.Backup
 		backups = backups[len(backups)-pgStatusBackups:]
 	}
 	if len(backups) > 0 {
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "BACKUP\tPHASE\tSTARTED\tSIZE\tLSN")
 		for i := len(backups) - 1; i >= 0; i-- {
 			b := backups[i].Status
@@ -107,6 +98,25 @@ func printPGStatus(w io.Writer, pg *v1alpha1.Postgres, backups []v1alpha1.Backup
 		fmt.Fprintf(w, "  %s=%s  %s: %s (%s ago)\n", c.Type, c.Status, c.Reason, c.Message, duration.HumanDuration(now.Sub(c.LastTransitionTime.Time)))
 	}
 	return nil
+}
+
+// printInstances is the instances' table: role, readiness, position, lag,
+// and the data volume as the instance manager last measured it.
+func printInstances(w io.Writer, instances []v1alpha1.InstanceStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INSTANCE\tROLE\tREADY\tTIMELINE\tLSN\tLAG\tDATA\tVOLUME FREE")
+	for _, in := range instances {
+		lag := "-"
+		if in.Role != postgres.RolePrimary && in.Ready {
+			lag = bytesIEC(in.LagBytes)
+		}
+		data, free := "-", "-"
+		if in.VolumeFreeBytes != nil {
+			data, free = bytesIEC(in.DataBytes), bytesIEC(*in.VolumeFreeBytes)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%t\t%d\t%s\t%s\t%s\t%s\n", in.Name, in.Role, in.Ready, in.Timeline, orDash(in.LSN), lag, data, free)
+	}
+	return tw.Flush()
 }
 
 // timeOrNever prints t with its age, or "never".

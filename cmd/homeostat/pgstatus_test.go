@@ -9,6 +9,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"homeostat.dev/homeostat/render/api/v1alpha1"
 )
@@ -25,8 +26,8 @@ func TestPGStatusPrintsInstancesBackupsAndConditions(t *testing.T) {
 		Status: v1alpha1.PostgresStatus{
 			Phase: "Healthy", Primary: "shopdb-1", ReadyInstances: 2,
 			Instances: []v1alpha1.InstanceStatus{
-				{Name: "shopdb-1", Role: "primary", Ready: true, Timeline: 2, LSN: "0/5000148"},
-				{Name: "shopdb-2", Role: "replica", Ready: true, Timeline: 2, LSN: "0/5000060", LagBytes: 232},
+				{Name: "shopdb-1", Role: "primary", Ready: true, Timeline: 2, LSN: "0/5000148", DataBytes: 1288490189, VolumeFreeBytes: ptr.To[int64](19 << 30)},
+				{Name: "shopdb-2", Role: "replica", Ready: true, Timeline: 2, LSN: "0/5000060", LagBytes: 232, DataBytes: 1288490189, VolumeFreeBytes: ptr.To[int64](0)},
 				{Name: "shopdb-4", Role: "replica", Ready: false, Timeline: 1},
 			},
 			LastBackup:               at(9 * time.Hour),

@@ -41,7 +41,8 @@ type RunOptions struct {
 // postgres) and, after Grace, an immediate one (SIGQUIT); SIGHUP is passed on
 // (reload). Run returns postgres's exit code when postgres ends for any
 // reason (128+signal when it was killed), so the pod restarts when it dies.
-// Beside the server it sets the roles' passwords once it is a primary.
+// Beside the server it sets the roles' passwords once it is a primary, and
+// keeps DiskUsageFile current.
 func Run(opts RunOptions) (int, error) {
 	log := logger(opts.Log)
 	if opts.Grace <= 0 {
@@ -94,6 +95,7 @@ func Run(opts RunOptions) (int, error) {
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	go watchIsolation(watchCtx, opts, log, fence)
+	go reportDiskUsage(watchCtx, opts.PGData, log)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	var immediate <-chan time.Time

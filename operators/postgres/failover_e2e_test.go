@@ -3,6 +3,8 @@ package postgres
 import (
 	"fmt"
 	"net"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,6 +50,8 @@ func TestFailoverKeepsEveryPromise(t *testing.T) {
 	s.waitReady("ha", 3)
 	s.waitStreaming("ha", 2)
 	t.Logf("cluster of 3 ready in %s", time.Since(start).Round(time.Second))
+	s.diskUsageReported("ha")
+	s.heartbeatRenewed("ha")
 	volumes := s.volumeUIDs("ha")
 	load := s.startLoad("ha", 8)
 	time.Sleep(3 * time.Second)
@@ -198,4 +202,63 @@ func (s *story) volumeUIDs(cluster string) []string {
 		}
 	}
 	return out
+}
+
+// diskUsageReported: every instance's data volume is in the status, as its
+// instance manager measured it and the operator read it through the
+// server, close to what du says of the data directory, and `homeostat pg
+// status` prints it.
+func (s *story) diskUsageReported(cluster string) {
+	t := s.t
+	var p *v1alpha1.Postgres
+	s.eventually("disk usage of every instance in the status", time.Minute, func() (bool, string) {
+		p = s.postgres(cluster)
+		for _, in := range p.Status.Instances {
+			if in.VolumeFreeBytes == nil || *in.VolumeFreeBytes <= 0 || in.DataBytes <= 0 {
+				return false, fmt.Sprintf("%+v", p.Status.Instances)
+			}
+		}
+		return len(p.Status.Instances) == 3, fmt.Sprintf("%+v", p.Status.Instances)
+	})
+	for _, in := range p.Status.Instances {
+		out, err := exec.Command("du", "-s", "-B1", filepath.Join(s.dir, "kubelet", "volumes", "claims", s.ns+"_"+in.Name, "pgdata")).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		du, _ := strconv.ParseInt(strings.Fields(string(out))[0], 10, 64)
+		if in.DataBytes < du/2 || in.DataBytes > du*2 {
+			t.Errorf("%s: status says its data directory takes %d bytes, du says %d", in.Name, in.DataBytes, du)
+		}
+	}
+	// The primary's line ends with its DATA and VOLUME FREE (its LAG is -).
+	out := s.homeostat("pg", "status", cluster, "-n", s.ns)
+	shown := false
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, p.Status.Primary+" ") {
+			shown = strings.Count(line, "iB") == 2
+		}
+	}
+	if !strings.Contains(out, "VOLUME FREE") || !shown {
+		t.Errorf("homeostat pg status does not show the primary's disk usage:\n%s", out)
+	}
+}
+
+// heartbeatRenewed: the primary's instance manager renews its heartbeat on
+// its pod. The harness makes it act as its pod's ServiceAccount, so this
+// holds only while the cluster's Role lets it (a refused heartbeat leaves
+// the annotation as it was).
+func (s *story) heartbeatRenewed(cluster string) {
+	primary := s.postgres(cluster).Status.Primary
+	beat := func() string {
+		var pod corev1.Pod
+		if err := env.Client.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: primary}, &pod); err != nil {
+			s.t.Fatal(err)
+		}
+		return pod.Annotations[AnnotationHeartbeat]
+	}
+	first := beat()
+	s.eventually("the primary renews its heartbeat as its ServiceAccount", 30*time.Second, func() (bool, string) {
+		now := beat()
+		return now != "" && now != first, "heartbeat " + now
+	})
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"homeostat.dev/homeostat/operators/instance"
 )
 
 // Resolver maps the name of an instance's pod or of a Service in a namespace
@@ -63,6 +66,9 @@ type Observation struct {
 	// their sync_state ("quorum", "sync", "async", "potential").
 	Standbys map[string]string
 	Err      error
+	// Disk is the data volume's usage as the instance manager last
+	// measured it (nil until it has, or when the file cannot be read).
+	Disk *instance.DiskUsage
 	// AuthFailed: the server answered but refused the superuser's password,
 	// because the secret no longer matches what the data directory holds
 	// (edited by hand). The instance is alive: never a reason to fail over.
@@ -106,7 +112,9 @@ func observeInstance(ctx context.Context, addr, password string) Observation {
 	}
 	defer db.Close()
 	var o Observation
-	if err := db.QueryRowContext(ctx, `SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names')`).Scan(&o.InRecovery, &o.SyncStandbyNames); err != nil {
+	var dataDir string
+	if err := db.QueryRowContext(ctx, `SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names'), current_setting('data_directory')`).
+		Scan(&o.InRecovery, &o.SyncStandbyNames, &dataDir); err != nil {
 		return Observation{AuthFailed: isAuthFailure(err), Err: fmt.Errorf("query %s: %w", addr, err)}
 	}
 	var cur, recv, tli string
@@ -133,10 +141,27 @@ func observeInstance(ctx context.Context, addr, password string) Observation {
 		return Observation{Err: fmt.Errorf("query %s: %w", addr, err)}
 	}
 	o.Reachable = true
+	o.Disk = diskUsage(ctx, db, dataDir)
 	o.Current, _ = ParseLSN(cur)
 	o.Received, _ = ParseLSN(recv)
 	o.Timeline, _ = strconv.ParseInt(tli, 10, 64)
 	return o
+}
+
+// diskUsage reads the instance manager's last measurement of the data
+// volume through the server (superusers may read any file the server's
+// account can), so it needs no access of its own to the pod's volume.
+// Unknown (nil) until the first measurement, or when it cannot be read.
+func diskUsage(ctx context.Context, db *sql.DB, dataDir string) *instance.DiskUsage {
+	var raw sql.NullString
+	if err := db.QueryRowContext(ctx, `SELECT pg_read_file($1, 0, 65536, true)`, instance.DiskUsageFile(dataDir)).Scan(&raw); err != nil || !raw.Valid {
+		return nil
+	}
+	var u instance.DiskUsage
+	if err := json.Unmarshal([]byte(raw.String), &u); err != nil {
+		return nil
+	}
+	return &u
 }
 
 // streamingStandbys reads pg_stat_replication: who streams, and whether

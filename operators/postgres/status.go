@@ -92,6 +92,9 @@ func instanceStatuses(c *cluster) ([]v1alpha1.InstanceStatus, int32) {
 		if s.Ready {
 			n++
 		}
+		if d := o.Disk; d != nil {
+			s.DataBytes, s.VolumeFreeBytes = d.DataBytes, &d.VolumeFreeBytes
+		}
 		if o.Reachable {
 			s.LSN = o.Current.String()
 			if s.Role == RoleReplica && primaryLSN > o.Current {

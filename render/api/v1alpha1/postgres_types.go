@@ -70,8 +70,15 @@ type PostgresSpec struct {
 	// +optional
 	Bootstrap *Bootstrap `json:"bootstrap,omitempty"`
 
-	// FailoverDelay is how long the primary may be unreachable before the most
-	// advanced replica is promoted.
+	// FailoverDelay is how long the primary may be unreachable before the
+	// best replica (newest timeline, then most WAL received) is promoted.
+	// It is also the primary's self-fencing bound: a primary whose instance
+	// manager reaches neither the API server nor any streaming replica for
+	// longer shuts postgres down, and the operator promotes away from a
+	// primary whose pod still runs only once its heartbeat has been silent
+	// for failoverDelay + 2 x failoverDelay/5 + 1s, so two primaries never
+	// take writes at once. Shorter fails over sooner, and fences a primary
+	// sooner on a brief network cut.
 	// +kubebuilder:default="30s"
 	// +optional
 	FailoverDelay *metav1.Duration `json:"failoverDelay,omitempty"`
@@ -172,6 +179,15 @@ type InstanceStatus struct {
 	// LagBytes is how far a replica's replay is behind the primary.
 	// +optional
 	LagBytes int64 `json:"lagBytes,omitempty"`
+	// DataBytes is the space the data directory takes on its volume
+	// (WAL included), as the instance manager last measured it (every
+	// 30 s).
+	// +optional
+	DataBytes int64 `json:"dataBytes,omitempty"`
+	// VolumeFreeBytes is the space left on the instance's volume, measured
+	// with DataBytes; a full volume stops postgres.
+	// +optional
+	VolumeFreeBytes *int64 `json:"volumeFreeBytes,omitempty"`
 }
 
 // PostgresStatus is the operator's view of a cluster.
