@@ -79,7 +79,7 @@ func (e *Engine) pruneOne(ctx context.Context, t Target, r Ref) *Change {
 			return &Change{Ref: r, Action: Failed, Err: err.Error()}
 		}
 		if len(foreign) > 0 {
-			return &Change{Ref: r, Action: Kept, Err: "holds objects homeostat did not apply: " + listSome(foreign, 3)}
+			return &Change{Ref: r, Action: Kept, Err: "holds objects homeostat did not apply (or kinds it cannot check): " + listSome(foreign, 3)}
 		}
 	}
 	uid := o.UID
