@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -142,7 +143,16 @@ func runSync(ctx context.Context, cmd *cobra.Command, f syncFlags) error {
 	trigger := controller.TriggerManual
 	for {
 		o, err := runner.SyncLocked(ctx, s, trigger, controller.Holder("cli"), f.timeout)
-		if err != nil {
+		var dep *controller.DependencyError
+		switch {
+		case errors.As(err, &dep) && !f.once:
+			// As the controller does: wait for the dependencies.
+			fmt.Fprintln(cmd.ErrOrStderr(), "waiting:", err)
+			if !sleepCtx(ctx, f.interval) {
+				return nil
+			}
+			continue
+		case err != nil:
 			return withCode(exitFailure, err)
 		}
 		runner.AllowMassPrune = false // one sync only
@@ -156,12 +166,20 @@ func runSync(ctx context.Context, cmd *cobra.Command, f syncFlags) error {
 		if o.Err != nil {
 			fmt.Fprintln(cmd.ErrOrStderr(), "error:", o.Err)
 		}
-		select {
-		case <-ctx.Done():
+		if !sleepCtx(ctx, f.interval) {
 			return nil
-		case <-time.After(f.interval):
 		}
 		trigger = controller.TriggerInterval
+	}
+}
+
+// sleepCtx waits d, or less if ctx ends (then it returns false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
 	}
 }
 
@@ -209,7 +227,10 @@ func ensureSync(ctx context.Context, c client.Client, f syncFlags) (*v1alpha1.Sy
 		return nil, fmt.Errorf("sync %s/%s is suspended (a rollback?): run `homeostat sync resume %s -n %s` first", f.namespace, f.name, f.name, f.namespace)
 	}
 	base := s.DeepCopy()
-	spec.History = s.Spec.History
+	// Fields without a flag keep what the Sync has: spec.dependsOn is
+	// honoured (a sync waits for, or with --once refuses to run before,
+	// its dependencies), as the controller does.
+	spec.History, spec.DependsOn = s.Spec.History, s.Spec.DependsOn
 	s.Spec = spec
 	if err := c.Patch(ctx, s, client.MergeFrom(base)); err != nil {
 		return nil, fmt.Errorf("update sync %s/%s: %w", f.namespace, f.name, err)

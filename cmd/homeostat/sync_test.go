@@ -10,9 +10,11 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"homeostat.dev/homeostat/internal/testenv"
+	"homeostat.dev/homeostat/render/api/v1alpha1"
 )
 
 // cliRepo is a git repository made with the git CLI; its work tree is also
@@ -170,5 +172,38 @@ func TestSyncDiffAndSnapshotsCommands(t *testing.T) {
 	repo.commit("broken")
 	if _, errOut, code := syncOnce(); code != 1 || !strings.Contains(errOut, "broken.yaml") || value("a") != "2" {
 		t.Fatalf("sync of a bad commit: exit %d\n%s", code, errOut)
+	}
+
+	// spec.dependsOn is honoured as the controller honours it: while the
+	// Sync it names is not Ready, `sync --once` applies nothing, exits 1
+	// naming it, records why, and keeps spec.dependsOn.
+	var s v1alpha1.Sync
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "cli", Name: "apps"}, &s); err != nil {
+		t.Fatal(err)
+	}
+	s.Spec.DependsOn = []v1alpha1.SyncReference{{Name: "db"}}
+	if err := env.Client.Update(ctx, &s); err != nil {
+		t.Fatal(err)
+	}
+	repo.write(map[string]string{"broken.yaml": "", "a.yaml": cm("a", "3")})
+	repo.commit("v3")
+	if _, errOut, code := syncOnce(); code != 1 || !strings.Contains(errOut, "dependency cli/db") || value("a") != "2" {
+		t.Fatalf("sync --once before its dependency exists: exit %d, a=%s, want 1 naming cli/db\n%s", code, value("a"), errOut)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "cli", Name: "apps"}, &s); err != nil {
+		t.Fatal(err)
+	}
+	ready := apimeta.FindStatusCondition(s.Status.Conditions, v1alpha1.ConditionReady)
+	if len(s.Spec.DependsOn) != 1 || ready == nil || ready.Reason != "DependencyNotReady" {
+		t.Fatalf("after sync --once: dependsOn %v, Ready %+v", s.Spec.DependsOn, ready)
+	}
+	db := newCLIRepo(t)
+	db.write(map[string]string{"db.yaml": cm("db-settings", "1")})
+	db.commit("db")
+	if _, errOut, code := run("sync", "--repo", "file://"+db.dir, "--name", "db", "-n", "cli", "--wait=false", "--once", "--cache-dir", cache); code != 0 {
+		t.Fatalf("sync of the dependency: exit %d\n%s", code, errOut)
+	}
+	if _, errOut, code := syncOnce(); code != 0 || value("a") != "3" {
+		t.Fatalf("sync --once once its dependency is Ready: exit %d a=%s\n%s", code, value("a"), errOut)
 	}
 }

@@ -166,6 +166,9 @@ func (r *Runner) SyncLocked(ctx context.Context, s *v1alpha1.Sync, trigger, hold
 	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(s), s); err != nil {
 		return Outcome{}, fmt.Errorf("sync %s/%s: %w", s.Namespace, s.Name, err)
 	}
+	if err := checkDependencies(ctx, r.Client, s); err != nil {
+		return Outcome{}, r.dependencyNotReady(ctx, s, err)
+	}
 	o := r.Sync(ctx, s, trigger)
 	if o.Skipped {
 		return o, nil
@@ -177,4 +180,26 @@ func (r *Runner) SyncLocked(ctx context.Context, s *v1alpha1.Sync, trigger, hold
 		return o, fmt.Errorf("record status of sync %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	return o, nil
+}
+
+// DependencyError is a sync not run because a Sync in its spec.dependsOn is
+// not Ready at its latest revision (or they form a cycle), as the
+// controller would not run it either.
+type DependencyError struct{ Err error }
+
+func (e *DependencyError) Error() string { return e.Err.Error() }
+
+func (e *DependencyError) Unwrap() error { return e.Err }
+
+// dependencyNotReady records in s's status, as the controller does, that
+// it waits for its dependencies, and returns the DependencyError.
+func (r *Runner) dependencyNotReady(ctx context.Context, s *v1alpha1.Sync, err error) error {
+	base := s.DeepCopy()
+	SetDependencyNotReady(s, err)
+	derr := &DependencyError{Err: fmt.Errorf("sync %s/%s not run: %w", s.Namespace, s.Name, err)}
+	patch := client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
+	if perr := r.Client.Status().Patch(ctx, s, patch); perr != nil {
+		return errors.Join(derr, fmt.Errorf("record status of sync %s/%s: %w", s.Namespace, s.Name, perr))
+	}
+	return derr
 }
