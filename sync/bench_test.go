@@ -14,7 +14,11 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"homeostat.dev/homeostat/internal/testenv"
@@ -139,6 +143,12 @@ func BenchmarkSync1000Apps(b *testing.B) { benchSync(b, 1000, true) }
 // 10,000 ClusterIP Services), without kubectl.
 func BenchmarkSync10000Apps(b *testing.B) { benchSync(b, 10000, false) }
 
+// benchStep prints a phase's start to stderr, so a run that does not
+// finish shows how far it got.
+func benchStep(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s bench: %s\n", time.Now().UTC().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}
+
 func benchSync(b *testing.B, apps int, withKubectl bool) {
 	ctx := context.Background()
 	v1 := func(int) string { return "v1" }
@@ -156,11 +166,15 @@ func benchSync(b *testing.B, apps int, withKubectl bool) {
 			rawCPU += cpuTime() - cpu
 			return time.Since(start)
 		}
+		var renderTime time.Duration
 		syncRun := func(name string) (Target, []render.Object, ChangeSet, time.Duration) {
+			start := time.Now()
 			desired := renderApps(b, apps, p+name+"-", v1)
+			renderTime = time.Since(start)
 			createNamespaces(b, p+name+"-")
 			tg := Target{Name: "bench", Namespace: p + name + "-team-0", DefaultNamespace: p + name + "-team-0"}
-			start, cpu := time.Now(), cpuTime()
+			cpu := cpuTime()
+			start = time.Now()
 			cs, err := e.Apply(ctx, tg, desired, nil)
 			d := time.Since(start)
 			syncCPU += cpuTime() - cpu
@@ -174,7 +188,9 @@ func benchSync(b *testing.B, apps int, withKubectl bool) {
 		// cluster holds only that sync's 3,000 objects (label-selected lists
 		// scan every object of a kind, so other phases' objects would
 		// inflate them), and kubectl last.
+		ipBase := ipAddresses(ctx, b)
 		w.reset()
+		benchStep("first sync of %d apps", apps)
 		tg, desired, cs, first1 := syncRun("sync1")
 		firstWrites := w.n.Load()
 		firstDryRuns := w.dry.Load()
@@ -186,6 +202,7 @@ func benchSync(b *testing.B, apps int, withKubectl bool) {
 		runtime.ReadMemStats(&ms)
 
 		// No-op, by the Engine that applied (the controller's case).
+		benchStep("no-op sync")
 		w.reset()
 		start = time.Now()
 		cs, err = e.Apply(ctx, tg, desired, cs.Inventory())
@@ -196,6 +213,7 @@ func benchSync(b *testing.B, apps int, withKubectl bool) {
 		noopWrites := w.n.Load()
 
 		// No-op by a fresh Engine (the CLI's case: nothing in memory).
+		benchStep("fresh no-op sync")
 		fresh, fw := newEngine(b)
 		start = time.Now()
 		cs, err = fresh.Apply(ctx, tg, desired, cs.Inventory())
@@ -207,10 +225,13 @@ func benchSync(b *testing.B, apps int, withKubectl bool) {
 
 		// No-op by a watching Engine (the controller's): its first pass
 		// starts the watches, the next reads only them.
+		benchStep("watching no-op sync")
 		watching, ww := newEngineWith(b, Options{Watch: true})
+		start = time.Now()
 		if _, err := watching.Apply(ctx, tg, desired, cs.Inventory()); err != nil {
 			b.Fatal(err)
 		}
+		restart, restartDryRuns := time.Since(start), ww.dry.Load()
 		ww.reset()
 		start = time.Now()
 		cs, err = watching.Apply(ctx, tg, desired, cs.Inventory())
@@ -227,6 +248,7 @@ func benchSync(b *testing.B, apps int, withKubectl bool) {
 			}
 			return "v1"
 		})
+		benchStep("one-app commit")
 		w.reset()
 		start = time.Now()
 		cs, err = e.Apply(ctx, tg, changed, cs.Inventory())
@@ -236,6 +258,16 @@ func benchSync(b *testing.B, apps int, withKubectl bool) {
 		}
 		oneAppWrites := w.n.Load()
 
+		if !withKubectl {
+			// Each ClusterIP the API server allocates costs it a scan of
+			// every address allocated so far (kube-apiserver 1.33+ counts
+			// them for its metrics after each allocation), so 10,000 new
+			// Services cost more the more exist: raw PATCHes start from the
+			// count the first sync started from.
+			benchStep("delete the first sync's Services")
+			dropServices(ctx, b, p+"sync1-", ipBase)
+		}
+		benchStep("raw concurrent SSA")
 		raw1 := rawRun("raw1")
 		raw2, first2 := raw1, first1
 		if withKubectl {
@@ -276,12 +308,44 @@ func benchSync(b *testing.B, apps int, withKubectl bool) {
 		b.ReportMetric(float64(noopFresh.Milliseconds()), "noop-fresh-ms")
 		b.ReportMetric(float64(noopFreshWrites), "noop-fresh-writes")
 		b.ReportMetric(float64(noopWatch.Milliseconds()), "noop-watch-ms")
+		b.ReportMetric(float64(renderTime.Milliseconds()), "render-ms")
+		b.ReportMetric(restart.Seconds(), "restart-noop-s")
+		b.ReportMetric(float64(restartDryRuns), "restart-dry-runs")
 		b.ReportMetric(float64(noopWatchRequests), "noop-watch-requests")
 		b.ReportMetric(float64(oneApp.Milliseconds()), "one-app-ms")
 		b.ReportMetric(float64(oneAppWrites), "one-app-writes")
 		b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB")
 		b.Logf("raw %s %s, first sync %s %s, kubectl %s; one-app change:\n%s", raw1, raw2, first1, first2, kubectl, cs.String())
 		b.Logf("status size with this inventory: %d bytes", inventoryBytes(cs.Inventory()))
+	}
+}
+
+// ipAddresses counts the ClusterIPs the API server has allocated.
+func ipAddresses(ctx context.Context, b *testing.B) int {
+	b.Helper()
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(schema.GroupVersionKind{Group: "networking.k8s.io", Version: "v1", Kind: "IPAddressList"})
+	if err := env.Client.List(ctx, list); err != nil {
+		b.Fatal(err)
+	}
+	return len(list.Items)
+}
+
+// dropServices deletes the Services in a phase's namespaces and waits until
+// the API server has released their ClusterIPs, down to want.
+func dropServices(ctx context.Context, b *testing.B, prefix string, want int) {
+	b.Helper()
+	for i := range benchTeams {
+		if err := env.Client.DeleteAllOf(ctx, &corev1.Service{}, client.InNamespace(fmt.Sprintf("%steam-%d", prefix, i))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for n := ipAddresses(ctx, b); n > want; n = ipAddresses(ctx, b) {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d ClusterIPs still allocated after deleting the Services, want %d", n, want)
+		}
+		time.Sleep(time.Second)
 	}
 }
 

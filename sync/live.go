@@ -28,11 +28,12 @@ type liveMeta struct {
 
 // listLive lists, per kind, the metadata of the live objects carrying the
 // Sync's labels: one cheap read per kind instead of a request per object.
-func (e *Engine) listLive(ctx context.Context, items []*item) (map[string]*liveMeta, error) {
+// sel holds the Sync's two labels; items' objects are not read (they are
+// being hashed meanwhile).
+func (e *Engine) listLive(ctx context.Context, items []*item, sel map[string]string) (map[string]*liveMeta, error) {
 	if len(items) == 0 {
 		return nil, nil
 	}
-	sel := items[0].obj.GetLabels()
 	match := client.MatchingLabels{LabelSync: sel[LabelSync], LabelSyncNamespace: sel[LabelSyncNamespace]}
 	kinds := map[schema.GroupVersionKind]map[string]bool{}
 	sample := map[schema.GroupVersionKind]*item{}

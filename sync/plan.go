@@ -25,7 +25,7 @@ func (e *Engine) Plan(ctx context.Context, t Target, desired []render.Object, in
 	if err != nil {
 		return ChangeSet{}, err
 	}
-	if err := e.resolve(t, items); err != nil {
+	if err := e.resolve(e.kinds(), t, items); err != nil {
 		return ChangeSet{}, err
 	}
 	e.linkLiveOwners(ctx, items)
@@ -98,7 +98,7 @@ func (e *Engine) planOne(ctx context.Context, it *item) (Change, error) {
 	if apierrors.IsNotFound(err) {
 		live = nil
 	}
-	dry, err := e.patch(ctx, it, true)
+	dry, err := e.patch(ctx, it, applyPreview)
 	if err != nil {
 		// A new object in a namespace the same change creates cannot be
 		// dry-run; show what git has instead.

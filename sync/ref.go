@@ -75,7 +75,20 @@ func (inv Inventory) API() []v1alpha1.ResourceRef {
 	return out
 }
 
-// Contains reports whether ref (by ID) is in the inventory.
+// IDs is the set of the inventory's IDs: one lookup per object instead of
+// a scan of the inventory (30,000 objects missing from a 30,000-entry
+// inventory, after a controller was killed between its inventory intent
+// and its writes, would otherwise take 900 million comparisons).
+func (inv Inventory) IDs() map[string]bool {
+	out := make(map[string]bool, len(inv))
+	for _, r := range inv {
+		out[r.ID()] = true
+	}
+	return out
+}
+
+// Contains reports whether ref (by ID) is in the inventory; for one lookup
+// (IDs is the set for many).
 func (inv Inventory) Contains(ref Ref) bool {
 	for _, r := range inv {
 		if r.ID() == ref.ID() {
@@ -87,10 +100,7 @@ func (inv Inventory) Contains(ref Ref) bool {
 
 // Minus returns the entries of inv whose ID is not in keep: what a prune deletes.
 func (inv Inventory) Minus(keep Inventory) Inventory {
-	ids := make(map[string]bool, len(keep))
-	for _, r := range keep {
-		ids[r.ID()] = true
-	}
+	ids := keep.IDs()
 	var out Inventory
 	for _, r := range inv {
 		if !ids[r.ID()] {

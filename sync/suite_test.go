@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	_ "net/http/pprof"
+	"os"
 	"strings"
 	gosync "sync"
 	"sync/atomic"
@@ -26,6 +28,12 @@ var env *testenv.Env
 
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(logr.Discard())
+	// HOMEOSTAT_TEST_PPROF=127.0.0.1:PORT serves this test process's
+	// pprof while it runs: a benchmark that does not finish still shows
+	// where its time goes.
+	if addr := os.Getenv("HOMEOSTAT_TEST_PPROF"); addr != "" {
+		go func() { _ = http.ListenAndServe(addr, nil) }()
+	}
 	testenv.Main(m, &env)
 }
 

@@ -124,7 +124,7 @@ func (e *Engine) dryRun(ctx context.Context, items []*item, force bool) []Refusa
 			continue
 		}
 		g.Go(func() error {
-			res, err := e.patch(gctx, it, true)
+			res, err := e.patch(gctx, it, applyCheck)
 			if err == nil {
 				it.creates = res.created
 				return nil

@@ -64,11 +64,19 @@ func (e *Engine) watchFor(ctx context.Context, it *item) (*kindWatch, bool) {
 	return w, true
 }
 
-// slim keeps of a watched object only what the no-op check reads.
+// slim keeps of a watched object only what the no-op check reads. It is
+// idempotent, as client-go asks: an informer's streamed initial list
+// (WatchListClient) passes every object through it twice, and a second
+// pass over a slim copy must not lose what the first computed from the
+// managed fields (it would make every object look unknown, costing a GET
+// and a dry-run each on the first sync after a restart).
 func slim(obj any) (any, error) {
 	o, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		return obj, nil
+	}
+	if _, done := o.Annotations[cacheFields]; done && len(o.ManagedFields) == 0 {
+		return o, nil
 	}
 	lm := metaOf(o)
 	s := &metav1.PartialObjectMetadata{TypeMeta: o.TypeMeta, ObjectMeta: metav1.ObjectMeta{

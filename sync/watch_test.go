@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"homeostat.dev/homeostat/render"
@@ -60,5 +61,39 @@ func TestWatchingEngineSendsNoRequestWhenNothingChanged(t *testing.T) {
 	}
 	if cm.Data["k"] != "1" {
 		t.Fatalf("drift not put back: %v", cm.Data)
+	}
+}
+
+// A watching Engine that starts over objects another Engine applied (the
+// controller restarted) trusts them from its watch's first list: no GET and
+// no dry-run per object. (An informer's streamed list runs the cache's
+// transform twice; it must keep what it read from the managed fields.)
+func TestNewWatchingEngineTrustsWhatItsWatchListed(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "watch-restart")
+	tg := Target{Name: "s", Namespace: ns, DefaultNamespace: ns}
+	desired := []render.Object{configMap("a", map[string]any{"k": "1"}), configMap("b", map[string]any{"k": "1"})}
+	before, _ := newEngine(t)
+	cs, err := before.Apply(ctx, tg, desired, nil)
+	if err != nil || cs.Count(Created) != 2 {
+		t.Fatalf("first apply: %v\n%s", err, cs)
+	}
+	after, w := newEngineWith(t, Options{Watch: true})
+	defer after.Close()
+	cs, err = after.Apply(ctx, tg, desired, cs.Inventory())
+	if err != nil || cs.Changed() {
+		t.Fatalf("no-op apply after a restart: %v\n%s", err, cs)
+	}
+	if n := w.dry.Load(); n != 0 {
+		t.Fatalf("a restarted watching Engine dry-ran %d unchanged objects", n)
+	}
+	// The slim copy it keeps is a fixed point of the transform.
+	o := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "x", ManagedFields: []metav1.ManagedFieldsEntry{{
+		Manager: FieldManager, Operation: metav1.ManagedFieldsOperationApply, FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:data":{}}`)},
+	}}}}
+	once, _ := slim(o)
+	twice, _ := slim(once)
+	if got, want := twice.(*metav1.PartialObjectMetadata).Annotations[cacheFields], ownFieldsHash(o.ManagedFields); got != want || want == "" {
+		t.Fatalf("slim twice keeps fields hash %q, want %q", got, want)
 	}
 }
