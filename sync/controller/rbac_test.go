@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,7 +130,11 @@ func TestNamespacePruneFailsSafeWithoutListRights(t *testing.T) {
 			f.runAs(user)
 			gone := f.ns + "-gone"
 			cm := strings.Replace(configMapYAML("settings", "1"), "metadata:\n", "metadata:\n  namespace: "+gone+"\n", 1)
-			f.repo.commit("a namespace", map[string]string{"ns.yaml": namespaceYAML(gone), "cm.yaml": cm, "keep.yaml": configMapYAML("keep", "1")})
+			files := map[string]string{"ns.yaml": namespaceYAML(gone), "cm.yaml": cm}
+			for i := range 3 { // so the prune stays under the mass-prune guard
+				files[fmt.Sprintf("keep%d.yaml", i)] = configMapYAML(fmt.Sprintf("keep%d", i), "1")
+			}
+			f.repo.commit("a namespace", files)
 			mustSucceed(t, f.run(TriggerManual))
 
 			f.repo.commit("drop it", map[string]string{"ns.yaml": "", "cm.yaml": ""})
