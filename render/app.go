@@ -217,6 +217,10 @@ func appDeployment(a *v1alpha1.App) map[string]interface{} {
 		}
 		container["resources"] = res
 	}
+	podSpec := map[string]interface{}{
+		"containers": []interface{}{container},
+	}
+	mountPostgresCA(a, container, podSpec)
 	spec := map[string]interface{}{
 		"selector": map[string]interface{}{"matchLabels": map[string]interface{}{v1alpha1.LabelName: a.Name}},
 		"strategy": map[string]interface{}{
@@ -227,9 +231,7 @@ func appDeployment(a *v1alpha1.App) map[string]interface{} {
 		},
 		"template": map[string]interface{}{
 			"metadata": map[string]interface{}{"labels": appLabels(a)},
-			"spec": map[string]interface{}{
-				"containers": []interface{}{container},
-			},
+			"spec":     podSpec,
 		},
 	}
 	if s.Autoscale == nil && s.Replicas != nil {
@@ -243,6 +245,25 @@ func appDeployment(a *v1alpha1.App) map[string]interface{} {
 		"metadata":   childMeta(a, a.Name),
 		"spec":       spec,
 	}
+}
+
+// mountPostgresCA mounts the ca.crt of the Postgres's app Secret where the
+// injected DATABASE_URL's sslrootcert names it (v1alpha1.PostgresCADir).
+func mountPostgresCA(a *v1alpha1.App, container, podSpec map[string]interface{}) {
+	pg := a.Spec.Postgres
+	if pg == nil {
+		return
+	}
+	container["volumeMounts"] = []interface{}{map[string]interface{}{
+		"name": "postgres-ca", "mountPath": v1alpha1.PostgresCADir(pg.Name), "readOnly": true,
+	}}
+	podSpec["volumes"] = []interface{}{map[string]interface{}{
+		"name": "postgres-ca",
+		"secret": map[string]interface{}{
+			"secretName": pg.Name + "-app",
+			"items":      []interface{}{map[string]interface{}{"key": "ca.crt", "path": "ca.crt"}},
+		},
+	}}
 }
 
 // appEnv merges plain, secret and database variables, sorted by name so that

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 )
 
@@ -19,8 +20,14 @@ var errArchiveFailing = errors.New("WAL archiving fails on the server")
 // returned context with the cause). A server it cannot ask (no access to
 // the postgres database) is not guarded.
 func guardArchiving(ctx context.Context, host string, port int, user string) (context.Context, func(), error) {
-	db, err := sql.Open("postgres", fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=prefer connect_timeout=10 application_name=homeostat-backup",
-		host, port, user))
+	// PGSSLMODE and PGSSLROOTCERT, as pg_basebackup reads them (a backup
+	// Job sets verify-full with the cluster CA), else prefer.
+	sslmode := os.Getenv("PGSSLMODE")
+	if sslmode == "" {
+		sslmode = "prefer"
+	}
+	db, err := sql.Open("postgres", fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=%s connect_timeout=10 application_name=homeostat-backup",
+		host, port, user, sslmode))
 	if err != nil {
 		return ctx, func() {}, nil
 	}

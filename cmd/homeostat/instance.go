@@ -43,6 +43,7 @@ type instanceFlags struct {
 	port                                                                        int
 	parameters                                                                  []string
 	s3                                                                          s3Flags
+	tls                                                                         tlsFlags
 }
 
 func (f *instanceFlags) bind(fs *pflag.FlagSet) {
@@ -56,6 +57,7 @@ func (f *instanceFlags) bind(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.parameters, "parameter", nil, "postgresql.conf setting name=value, merged over homeostat's (repeatable)")
 	homeostatFlag(fs, &f.homeostat)
 	f.s3.bind(fs)
+	f.tls.bind(fs, false)
 }
 
 // config builds the instance configuration; a configured backup store turns
@@ -70,6 +72,10 @@ func (f *instanceFlags) config(fs *pflag.FlagSet) (instance.Config, error) {
 	}
 	c := instance.Config{Port: f.port, ListenAddresses: f.listen, SocketDir: f.socketDir, Superuser: f.superuser,
 		ReplicationUser: f.replUser, Parameters: params}
+	if err := f.tls.check(); err != nil {
+		return c, err
+	}
+	f.tls.configure(&c, f.pgdata)
 	s3, err := f.s3.config(fs)
 	if err != nil {
 		return c, err
@@ -146,6 +152,7 @@ func newInstanceJoinCommand() *cobra.Command {
 			if passfile == "" {
 				c.Primary.PassFile = instance.DefaultPassFile(f.pgdata)
 			}
+			f.tls.configure(&c, f.pgdata)
 			return instance.Join(cmd.Context(), instance.JoinOptions{PGData: f.pgdata, Config: c, ReplicationPassword: password})
 		},
 	}
@@ -160,6 +167,7 @@ func newInstanceRunCommand() *cobra.Command {
 	var opts instance.RunOptions
 	var pw passwordFiles
 	var member memberFlags
+	var tf tlsFlags
 	cmd := &cobra.Command{
 		Use:   "run --pgdata DIR",
 		Short: "Run postgres in the foreground: SIGTERM means fast shutdown, then immediate after --grace; exits with postgres's code",
@@ -179,7 +187,13 @@ as primary before postgres starts: a replica is pointed at --primary (the
 -rw Service) through its own slot; a former primary that is not the chosen
 one any more is rewound with pg_rewind from the new primary and rejoins as
 its standby (exit code 3 when the rewind fails: the operator clones it
-again).`,
+again).
+
+With --tls-dir (the mounted server Secret), run installs the certificate
+beside the data directory, turns ssl on, rewrites pg_hba.conf so network
+logins without TLS are rejected, points a replica at its primary with
+sslmode=verify-full, and checks the directory every --tls-poll: a renewed
+certificate is installed and postgres reloaded (SIGHUP), no restart.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.PGData == "" {
@@ -192,6 +206,11 @@ again).`,
 			if opts.Membership, err = member.membership(opts.ReplicationUser, opts.PassFile); err != nil {
 				return err
 			}
+			if err := tf.check(); err != nil {
+				return err
+			}
+			opts.TLS, opts.TLSPoll = tf.tls(opts.PGData), tf.poll
+			opts.Membership.Upstream.SSLRootCert = tf.upstreamCA(opts.TLS)
 			code, err := instance.Run(opts)
 			if err != nil || code != 0 {
 				return withCode(max(code, 1), err)
@@ -207,6 +226,7 @@ again).`,
 	cmd.Flags().StringVar(&opts.PassFile, "passfile", "", "a replica's replication passfile, as given to join (default: .<pgdata name>.pgpass beside the data directory)")
 	pw.bind(cmd.Flags())
 	member.bind(cmd.Flags())
+	tf.bind(cmd.Flags(), true)
 	return cmd
 }
 

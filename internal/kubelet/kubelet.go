@@ -14,7 +14,8 @@
 //     its selector matches *now* (so relabelling a pod repoints it, as
 //     kube-proxy would); `HOST:PORT` and `--host HOST --port PORT` naming a
 //     Service or pod are rewritten to the proxy or the pod;
-//   - env from secretKeyRef and fieldRef is read from the API;
+//   - env from secretKeyRef and fieldRef is read from the API; Secret volumes
+//     (all keys, or the items named) are files kept in step with the Secret;
 //   - with Options.Kubeconfig, an instance's processes act as the pod's
 //     ServiceAccount (impersonation), as its mounted token would make them;
 //   - a readiness probe of type tcpSocket is a dial of the pod's port; one
@@ -67,8 +68,11 @@ type Kubelet struct {
 	// stopped once however many polls see it.
 	terminating map[string]bool
 	net         network
-	cancel      context.CancelFunc
-	done        chan struct{}
+	// secretVols are the Secret volumes written, by directory, kept in
+	// step with their Secrets (secretvol.go).
+	secretVols map[string]secretVolume
+	cancel     context.CancelFunc
+	done       chan struct{}
 }
 
 // Options configure a Kubelet.
@@ -113,6 +117,7 @@ func Start(c client.Client, o Options) (*Kubelet, error) {
 	k := &Kubelet{client: c, opts: o, procs: map[string]*proc{}, ports: map[string]int{}, proxies: map[string]*proxy{},
 		terminating: map[string]bool{}, cancel: cancel, done: make(chan struct{})}
 	go k.loop(ctx)
+	go k.syncSecretVolumes(ctx)
 	return k, nil
 }
 

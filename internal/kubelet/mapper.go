@@ -57,7 +57,7 @@ func (m *mapper) volumeDir(v *corev1.Volume) (string, error) {
 		d = filepath.Join(base, "empty", m.w.kind+"_"+m.w.ns+"_"+m.w.name+"_"+v.Name)
 	case v.Secret != nil:
 		d = filepath.Join(base, "secrets", m.w.kind+"_"+m.w.ns+"_"+m.w.name+"_"+v.Name)
-		if err := m.writeSecret(v.Secret.SecretName, d); err != nil {
+		if err := m.k.writeSecretVolume(m.ctx, m.w.ns, v.Secret, d); err != nil {
 			return "", err
 		}
 		return d, nil
@@ -67,22 +67,6 @@ func (m *mapper) volumeDir(v *corev1.Volume) (string, error) {
 		return "", fmt.Errorf("volume %s: only claims, emptyDirs, secrets and downward-API volumes are supported", v.Name)
 	}
 	return d, mkdir(d)
-}
-
-func (m *mapper) writeSecret(name, dir string) error {
-	var s corev1.Secret
-	if err := m.k.client.Get(m.ctx, client.ObjectKey{Namespace: m.w.ns, Name: name}, &s); err != nil {
-		return fmt.Errorf("secret volume %s: %w", name, err)
-	}
-	if err := mkdir(dir); err != nil {
-		return err
-	}
-	for key, val := range s.Data {
-		if err := os.WriteFile(filepath.Join(dir, key), val, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // argv is the container's command line with homeostat's binary, mount

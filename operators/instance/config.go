@@ -32,6 +32,13 @@ type Config struct {
 	Primary *Upstream
 	// Parameters are the user's settings, merged over homeostat's.
 	Parameters map[string]string
+	// TLSDir turns TLS on with the certificate installed there (see
+	// DefaultTLSDir), and makes pg_hba.conf refuse network logins without
+	// it; empty leaves TLS off.
+	TLSDir string
+	// TLSSource is the mounted server Secret init and join install into
+	// TLSDir before postgres first starts.
+	TLSSource string
 }
 
 // Upstream is how a standby reaches its primary.
@@ -47,6 +54,18 @@ type Upstream struct {
 	// ApplicationName is what pg_stat_replication and
 	// synchronous_standby_names call this standby.
 	ApplicationName string
+	// SSLRootCert is the cluster CA: the standby then connects with
+	// sslmode=verify-full. Empty means sslmode=prefer (an instance with no
+	// certificate installed).
+	SSLRootCert string
+}
+
+// sslParams are a standby's libpq TLS settings for its upstream.
+func (u *Upstream) sslParams() string {
+	if u.SSLRootCert == "" {
+		return "sslmode=prefer"
+	}
+	return "sslmode=verify-full sslrootcert=" + conninfoQuote(u.SSLRootCert)
 }
 
 // Settings are homeostat's settings with the user's parameters merged over
@@ -85,10 +104,15 @@ func (c Config) Settings() map[string]string {
 		s["restore_command"] = c.RestoreCommand
 	}
 	if p := c.Primary; p != nil {
-		s["primary_conninfo"] = fmt.Sprintf("host=%s port=%d user=%s passfile=%s application_name=%s sslmode=prefer",
-			conninfoQuote(p.Host), p.Port, conninfoQuote(p.User), conninfoQuote(p.PassFile), conninfoQuote(p.ApplicationName))
+		s["primary_conninfo"] = fmt.Sprintf("host=%s port=%d user=%s passfile=%s application_name=%s %s",
+			conninfoQuote(p.Host), p.Port, conninfoQuote(p.User), conninfoQuote(p.PassFile), conninfoQuote(p.ApplicationName), p.sslParams())
 		s["primary_slot_name"] = p.Slot
 		s["recovery_target_timeline"] = "latest"
+	}
+	if c.TLSDir != "" {
+		for k, v := range tlsSettings(c.TLSDir) {
+			s[k] = v
+		}
 	}
 	for k, v := range c.Parameters {
 		s[k] = v
@@ -114,8 +138,22 @@ func RenderConf(settings map[string]string) string {
 
 // HBA is pg_hba.conf: the superuser is trusted only on the unix socket (the
 // pod itself); everything over the network, replication included, needs a
-// scram-sha-256 password from any address, because pods get new IPs.
+// scram-sha-256 password from any address, because pods get new IPs. With
+// TLS, a network login without it is rejected before any password is
+// asked for.
 func (c Config) HBA() string {
+	if c.TLSDir != "" {
+		return fmt.Sprintf(`# Written by homeostat instance init/join/run; edits are overwritten.
+# TYPE    DATABASE     USER  ADDRESS  METHOD
+local     all          %[1]s          trust
+local     replication  %[1]s          trust
+local     all          all            scram-sha-256
+hostnossl all          all   all      reject
+hostnossl replication  all   all      reject
+hostssl   replication  %[2]s  all     scram-sha-256
+hostssl   all          all   all      scram-sha-256
+`, hbaQuote(c.Superuser), hbaQuote(c.ReplicationUser))
+	}
 	return fmt.Sprintf(`# Written by homeostat instance init/join; edits are overwritten.
 # TYPE  DATABASE     USER  ADDRESS  METHOD
 local   all          %[1]s          trust
@@ -160,6 +198,11 @@ func ParseParameters(flags []string) (map[string]string, error) {
 func writeConfig(pgdata string, c Config) error {
 	if err := dropFinishedRestore(pgdata); err != nil {
 		return err
+	}
+	if c.TLSSource != "" {
+		if _, err := installTLS(c.TLSSource, c.TLSDir); err != nil {
+			return err
+		}
 	}
 	if err := pgbin.WriteFile(filepath.Join(pgdata, ConfFile), []byte(RenderConf(c.Settings()))); err != nil {
 		return err

@@ -25,6 +25,13 @@ func TestRenderedConfigurationGolden(t *testing.T) {
 	replica := base
 	replica.Primary = &Upstream{Host: "db-rw", Port: 5432, User: "streaming_replica", PassFile: "/var/lib/postgresql/data/.pgdata.pgpass",
 		Slot: "db_2", ApplicationName: "db_2"}
+	// With the server certificate: ssl on, verify-full to the primary,
+	// plaintext network logins rejected.
+	tlsReplica := replica
+	tlsReplica.TLSDir = "/var/lib/postgresql/data/.pgdata.tls"
+	up := *replica.Primary
+	up.SSLRootCert = tlsReplica.TLSDir + "/ca.crt"
+	tlsReplica.Primary = &up
 	for _, tc := range []struct {
 		name string
 		got  string
@@ -32,6 +39,8 @@ func TestRenderedConfigurationGolden(t *testing.T) {
 		{"primary-archiving.conf", RenderConf(archiving.Settings())},
 		{"replica.conf", RenderConf(replica.Settings())},
 		{"pg_hba.conf", base.HBA()},
+		{"replica-tls.conf", RenderConf(tlsReplica.Settings())},
+		{"pg_hba-tls.conf", tlsReplica.HBA()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			golden := filepath.Join("testdata", tc.name)

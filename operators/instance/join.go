@@ -46,6 +46,12 @@ func Join(ctx context.Context, opts JoinOptions) error {
 	if err := pgbin.WriteFile(p.PassFile, []byte(passfileLine(p.Host, p.Port, p.User, opts.ReplicationPassword))); err != nil {
 		return fmt.Errorf("instance join: %w", err)
 	}
+	if c := opts.Config; c.TLSSource != "" {
+		// The CA the base backup verifies the primary against.
+		if _, err := installTLS(c.TLSSource, c.TLSDir); err != nil {
+			return fmt.Errorf("instance join: %w", err)
+		}
+	}
 	exists, err := hasCluster(opts.PGData)
 	if err != nil {
 		return err
@@ -90,6 +96,9 @@ func baseBackup(ctx context.Context, pgdata string, p *Upstream, createSlot bool
 		return err
 	}
 	cmd.Env = append(cmd.Env, "PGPASSFILE="+p.PassFile)
+	if p.SSLRootCert != "" {
+		cmd.Env = append(cmd.Env, "PGSSLMODE=verify-full", "PGSSLROOTCERT="+p.SSLRootCert)
+	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("pg_basebackup from %s:%d: %w: %s", p.Host, p.Port, err, strings.TrimSpace(string(out)))
 	}

@@ -153,8 +153,8 @@ func askAuthority(ctx context.Context, a Authority, standby bool, wait time.Dura
 // nothing.
 func rewind(ctx context.Context, opts RunOptions, wait time.Duration, log *slog.Logger) error {
 	up := opts.Membership.Upstream
-	conninfo := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres connect_timeout=10 sslmode=prefer",
-		conninfoQuote(up.Host), up.Port, conninfoQuote(opts.Superuser))
+	conninfo := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres connect_timeout=10 %s",
+		conninfoQuote(up.Host), up.Port, conninfoQuote(opts.Superuser), up.sslParams())
 	if err := waitForSourcePrimary(ctx, conninfo, opts.SuperuserPassword, wait); err != nil {
 		return err
 	}

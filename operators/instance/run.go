@@ -33,7 +33,13 @@ type RunOptions struct {
 	// Membership lets the instance follow the primary the operator chose
 	// (see followPrimary); its zero value leaves the role as it is.
 	Membership Membership
-	Log        *slog.Logger
+	// TLS is the mounted server certificate: installed and required for
+	// network logins before postgres starts, and reloaded when it changes
+	// (checked every TLSPoll, 5 s when 0). Nil leaves TLS as the data
+	// directory has it.
+	TLS     *TLS
+	TLSPoll time.Duration
+	Log     *slog.Logger
 }
 
 // Run supervises postgres in the foreground, as a pod's main process: its
@@ -63,6 +69,9 @@ func Run(opts RunOptions) (int, error) {
 		log.Warn("could not refresh the replication passfile; streaming keeps the old password", "passfile", opts.PassFile, "err", err)
 	} else if changed {
 		log.Info("replication passfile refreshed from the secret", "passfile", opts.PassFile)
+	}
+	if err := startTLS(&opts, log); err != nil {
+		return 1, fmt.Errorf("instance run: %w", err)
 	}
 	if err := followPrimary(context.Background(), opts, log); err != nil {
 		if errors.Is(err, errRewind) {
@@ -96,6 +105,7 @@ func Run(opts RunOptions) (int, error) {
 	defer stopWatch()
 	go watchIsolation(watchCtx, opts, log, fence)
 	go reportDiskUsage(watchCtx, opts.PGData, log)
+	go watchTLS(watchCtx, opts, opts.tlsPoll(), func() { _ = cmd.Process.Signal(syscall.SIGHUP) }, log)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	var immediate <-chan time.Time
@@ -132,6 +142,13 @@ func Run(opts RunOptions) (int, error) {
 			immediate = nil
 		}
 	}
+}
+
+func (o RunOptions) tlsPoll() time.Duration {
+	if o.TLSPoll > 0 {
+		return o.TLSPoll
+	}
+	return 5 * time.Second
 }
 
 func exitCode(cmd *exec.Cmd, err error) int {

@@ -92,7 +92,7 @@ func (r *PostgresReconciler) checkArchiving(ctx context.Context, c *cluster) err
 	if err != nil {
 		return nil
 	}
-	db, err := pgConn(addr, c.password)
+	db, err := pgConn(addr, c.login(c.pg.Status.Primary))
 	if err != nil {
 		return nil
 	}

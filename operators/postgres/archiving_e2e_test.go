@@ -81,7 +81,10 @@ func (s *story) backupPushFailsFast(cluster string) {
 		t.Fatal(err)
 	}
 	cmd := exec.CommandContext(s.ctx, s.bin, "backup", "push", "--host", host, "--port", port, "--user", replUserName)
-	cmd.Env = append(cmd.Environ(), append(s.s3.Env(), "PGPASSWORD="+string(sec.Data["password"]), backup.EnvEndpoint+"="+s.s3.Endpoint,
+	// As the backup Job does: verify-full against the cluster CA.
+	sslmode, rootcert, _ := strings.Cut(strings.TrimPrefix(s.verifyFull(&sec), "sslmode="), " sslrootcert=")
+	cmd.Env = append(cmd.Environ(), append(s.s3.Env(), "PGSSLMODE="+sslmode, "PGSSLROOTCERT="+rootcert,
+		"PGPASSWORD="+string(sec.Data["password"]), backup.EnvEndpoint+"="+s.s3.Endpoint,
 		backup.EnvBucket+"=pgbackups", backup.EnvPrefix+"="+s.ns+"/"+cluster, backup.EnvInsecure+"=true")...)
 	start := time.Now()
 	done := make(chan struct{})

@@ -106,7 +106,12 @@ func (r *BackupReconciler) start(ctx context.Context, pg *v1alpha1.Postgres, b *
 		b.Status.Phase = v1alpha1.BackupPending
 		return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
 	}
-	j := BackupJob(pg, b, r.Options)
+	o := r.Options
+	var primary corev1.Pod
+	if err := r.Get(ctx, client.ObjectKey{Namespace: pg.Namespace, Name: pg.Status.Primary}, &primary); err == nil && !podHasTLS(&primary) {
+		o.plainPrimary = true
+	}
+	j := BackupJob(pg, b, o)
 	if err := ctrl.SetControllerReference(b, j, r.Scheme); err != nil {
 		return ctrl.Result{}, err
 	}

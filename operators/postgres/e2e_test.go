@@ -44,7 +44,11 @@ type story struct {
 	ns   string
 }
 
-func startStory(t testing.TB) *story {
+func startStory(t testing.TB) *story { t.Helper(); return startStoryWith(t, nil) }
+
+// startStoryWith is startStory with the operator's reconciler adjusted by
+// tune (nil: as in production but for the test's polling).
+func startStoryWith(t testing.TB, tune func(*PostgresReconciler)) *story {
 	t.Helper()
 	ctrl.SetLogger(logr.Discard())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -89,6 +93,9 @@ func startStory(t testing.TB) *story {
 	pr := &PostgresReconciler{Client: mgr.GetClient(), Scheme: env.Scheme, Options: o, Resolve: kube.Resolve, Poll: 2 * time.Second,
 		StuckAfter: 45 * time.Second,
 		Recorder:   mgr.GetEventRecorder("postgres-e2e")}
+	if tune != nil {
+		tune(pr)
+	}
 	br := &BackupReconciler{Client: mgr.GetClient(), Scheme: env.Scheme, Options: o}
 	if err := pr.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
@@ -192,8 +199,8 @@ func (s *story) db(cluster, target string) *sql.DB {
 		s.t.Fatal(err)
 	}
 	host, port, _ := net.SplitHostPort(addr)
-	db, err := sql.Open("postgres", fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=%s sslmode=disable connect_timeout=5",
-		host, port, sec.Data["username"], sec.Data["password"], sec.Data["dbname"]))
+	db, err := sql.Open("postgres", fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=%s %s connect_timeout=5",
+		host, port, sec.Data["username"], sec.Data["password"], sec.Data["dbname"], s.verifyFull(&sec)))
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -435,15 +442,11 @@ func (s *story) deleteKeepsVolumes(cluster string) {
 // superDB connects to the primary as the superuser, through NAME-rw.
 func (s *story) superDB(cluster string) *sql.DB {
 	s.t.Helper()
-	var sec corev1.Secret
-	if err := env.Client.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: SecretName(cluster, SecretSuperuser)}, &sec); err != nil {
-		s.t.Fatal(err)
-	}
 	addr, err := s.kube.Resolve(s.ctx, s.ns, RWService(cluster))
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	db, err := pgConn(addr, string(sec.Data["password"]))
+	db, err := pgConn(addr, s.superLogin(cluster))
 	if err != nil {
 		s.t.Fatal(err)
 	}

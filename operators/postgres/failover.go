@@ -241,11 +241,11 @@ func (r *PostgresReconciler) promote(ctx context.Context, c *cluster, old, best 
 			others = append(others, name)
 		}
 	}
-	if err := syncStandbySlots(ctx, addr, c.password, instance.SlotName(c.pg.Name+"-"), memberPositions(c, best)); err != nil {
+	if err := syncStandbySlots(ctx, addr, c.login(best), instance.SlotName(c.pg.Name+"-"), memberPositions(c, best)); err != nil {
 		return err
 	}
 	names := SynchronousStandbyNames(int(c.pg.Spec.Synchronous), others)
-	if err := setSyncStandbyNames(ctx, addr, c.password, names); err != nil {
+	if err := setSyncStandbyNames(ctx, addr, c.login(best), names); err != nil {
 		return err
 	}
 	// The decision is recorded before it is carried out: the promoted
@@ -254,7 +254,7 @@ func (r *PostgresReconciler) promote(ctx context.Context, c *cluster, old, best 
 	if err := r.recordPrimary(ctx, c, best); err != nil {
 		return err
 	}
-	if err := promote(ctx, addr, c.password); err != nil {
+	if err := promote(ctx, addr, c.login(best)); err != nil {
 		return err
 	}
 	if err := r.setRole(ctx, c.pods[best], RolePrimary); err != nil {

@@ -156,7 +156,7 @@ func (s *story) waitWhole(cluster string, n int, timeout time.Duration) {
 		if err != nil {
 			return false, err.Error()
 		}
-		db, err := pgConn(addr, s.superPassword(cluster))
+		db, err := pgConn(addr, s.superLogin(cluster))
 		if err != nil {
 			return false, err.Error()
 		}

@@ -64,8 +64,8 @@ func (s *story) writeOnce(cluster string) error {
 		return err
 	}
 	host, port, _ := net.SplitHostPort(addr)
-	db, err := sql.Open("postgres", fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=%s sslmode=disable connect_timeout=2",
-		host, port, sec.Data["username"], sec.Data["password"], sec.Data["dbname"]))
+	db, err := sql.Open("postgres", fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=%s %s connect_timeout=2",
+		host, port, sec.Data["username"], sec.Data["password"], sec.Data["dbname"], s.verifyFull(&sec)))
 	if err != nil {
 		return err
 	}

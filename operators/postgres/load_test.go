@@ -50,8 +50,8 @@ func (s *story) startLoad(cluster string, n int) *writeLoad {
 		s.t.Fatal(err)
 	}
 	host, port, _ := net.SplitHostPort(addr)
-	dsn := fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=%s sslmode=disable connect_timeout=3",
-		host, port, sec.Data["username"], sec.Data["password"], sec.Data["dbname"])
+	dsn := fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=%s %s connect_timeout=3",
+		host, port, sec.Data["username"], sec.Data["password"], sec.Data["dbname"], s.verifyFull(&sec))
 	ctx, cancel := context.WithCancel(s.ctx)
 	l := &writeLoad{t: s.t, cancel: cancel, acked: map[[2]int]bool{}}
 	setup, err := sql.Open("postgres", dsn)

@@ -75,22 +75,6 @@ type Observation struct {
 	AuthFailed bool
 }
 
-// pgConn opens a connection as the superuser to the instance at addr.
-func pgConn(addr, password string) (*sql.DB, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("instance address %q: %w", addr, err)
-	}
-	dsn := fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=postgres sslmode=disable connect_timeout=5 application_name=homeostat-operator",
-		host, port, superuserName, quoteConnValue(password))
-	db, err := sql.Open("postgres", dsn)
-	if err != nil {
-		return nil, err
-	}
-	db.SetMaxOpenConns(1)
-	return db, nil
-}
-
 func quoteConnValue(s string) string {
 	out := []byte{'\''}
 	for i := 0; i < len(s); i++ {
@@ -103,7 +87,7 @@ func quoteConnValue(s string) string {
 }
 
 // observeInstance asks one instance for its role, timeline and WAL positions.
-func observeInstance(ctx context.Context, addr, password string) Observation {
+func observeInstance(ctx context.Context, addr string, password superLogin) Observation {
 	ctx, cancel := context.WithTimeout(ctx, 8*time.Second)
 	defer cancel()
 	db, err := pgConn(addr, password)
@@ -191,7 +175,7 @@ func isAuthFailure(err error) bool {
 }
 
 // promote turns the replica at addr into a primary and waits for it.
-func promote(ctx context.Context, addr, password string) error {
+func promote(ctx context.Context, addr string, password superLogin) error {
 	db, err := pgConn(addr, password)
 	if err != nil {
 		return err
@@ -209,7 +193,7 @@ func promote(ctx context.Context, addr, password string) error {
 
 // setSyncStandbyNames writes synchronous_standby_names with ALTER SYSTEM and
 // reloads the configuration, so it survives restarts of the primary.
-func setSyncStandbyNames(ctx context.Context, addr, password, value string) error {
+func setSyncStandbyNames(ctx context.Context, addr string, password superLogin, value string) error {
 	db, err := pgConn(addr, password)
 	if err != nil {
 		return err
@@ -230,7 +214,7 @@ func setSyncStandbyNames(ctx context.Context, addr, password, value string) erro
 // keep WAL forever.
 // A promoted replica starts without the slots its old primary had. It
 // returns which slots are in use (a replica streams through it).
-func syncSlots(ctx context.Context, addr, password, prefix string, want, keep []string) (active map[string]bool, created, dropped []string, err error) {
+func syncSlots(ctx context.Context, addr string, password superLogin, prefix string, want, keep []string) (active map[string]bool, created, dropped []string, err error) {
 	db, err := pgConn(addr, password)
 	if err != nil {
 		return nil, nil, nil, err

@@ -46,7 +46,7 @@ func (r *PostgresReconciler) applyParameters(ctx context.Context, c *cluster) er
 		if err != nil {
 			return err
 		}
-		changed, restart, err := setParameters(ctx, addr, c.password, want, reset)
+		changed, restart, err := setParameters(ctx, addr, c.login(name), want, reset)
 		if err != nil {
 			// A value the server refuses must not hold up the rest of the
 			// workflow (replicas, failover): say so and go on.
@@ -98,7 +98,7 @@ func replicasOf(c *cluster) []string {
 // setParameters makes postgresql.auto.conf of the instance at addr hold
 // want and none of reset, reloads when it changed anything, and returns
 // what it changed and the settings that wait for a restart.
-func setParameters(ctx context.Context, addr, superPassword string, want map[string]string, reset []string) (changed, restart []string, err error) {
+func setParameters(ctx context.Context, addr string, superPassword superLogin, want map[string]string, reset []string) (changed, restart []string, err error) {
 	db, err := pgConn(addr, superPassword)
 	if err != nil {
 		return nil, nil, err

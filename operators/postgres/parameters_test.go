@@ -48,7 +48,7 @@ func TestParametersReachRunningInstances(t *testing.T) {
 	if cond == nil || cond.Reason != "RestartPending" || !strings.Contains(cond.Message, "db-1 (max_connections)") {
 		t.Fatalf("condition = %+v, want RestartPending naming max_connections on db-1", cond)
 	}
-	changed, _, err := setParameters(context.Background(), addr, super, lowerKeys(c.pg.Spec.Parameters), nil)
+	changed, _, err := setParameters(context.Background(), addr, superLogin{password: super}, lowerKeys(c.pg.Spec.Parameters), nil)
 	if err != nil || len(changed) != 0 {
 		t.Fatalf("a pass with nothing new changed %v (%v)", changed, err)
 	}

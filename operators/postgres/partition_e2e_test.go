@@ -110,8 +110,8 @@ func (s *story) directDSN(cluster, instance string) string {
 		s.t.Fatal(err)
 	}
 	host, port, _ := net.SplitHostPort(addr)
-	return fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=%s sslmode=disable connect_timeout=2",
-		host, port, sec.Data["username"], sec.Data["password"], sec.Data["dbname"])
+	return fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=%s %s connect_timeout=2",
+		host, port, sec.Data["username"], sec.Data["password"], sec.Data["dbname"], s.verifyFull(&sec))
 }
 
 // probe writes to one server as a careful client does: a commit that

@@ -36,7 +36,7 @@ func (r *PostgresReconciler) syncPasswords(ctx context.Context, c *cluster) erro
 	if err != nil {
 		return err
 	}
-	changed, err := setRolePasswords(ctx, addr, c.password, want)
+	changed, err := setRolePasswords(ctx, addr, c.login(primary), want)
 	if err != nil {
 		return fmt.Errorf("set role passwords on %s: %w", primary, err)
 	}
@@ -49,7 +49,7 @@ func (r *PostgresReconciler) syncPasswords(ctx context.Context, c *cluster) erro
 // setRolePasswords sets, on the primary at addr, the password of each role
 // in want whose stored verifier was not made from it, and returns those
 // roles. Missing roles are left to instance init and run.
-func setRolePasswords(ctx context.Context, addr, superPassword string, want map[string]string) ([]string, error) {
+func setRolePasswords(ctx context.Context, addr string, superPassword superLogin, want map[string]string) ([]string, error) {
 	db, err := pgConn(addr, superPassword)
 	if err != nil {
 		return nil, err

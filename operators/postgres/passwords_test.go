@@ -56,11 +56,11 @@ func TestSecretsAreTheSourceOfTruthForRolePasswords(t *testing.T) {
 			t.Errorf("login %s with %s: %v, want ok=%v", tc.user, tc.password, err, tc.ok)
 		}
 	}
-	changed, err := setRolePasswords(context.Background(), addr, super, map[string]string{"shop": "app-pw", replUserName: "repl-new"})
+	changed, err := setRolePasswords(context.Background(), addr, superLogin{password: super}, map[string]string{"shop": "app-pw", replUserName: "repl-new"})
 	if err != nil || len(changed) != 0 {
 		t.Fatalf("a second pass changed %v (%v), want nothing", changed, err)
 	}
-	changed, err = setRolePasswords(context.Background(), addr, super, map[string]string{"shop": "app-rotated", replUserName: "repl-new"})
+	changed, err = setRolePasswords(context.Background(), addr, superLogin{password: super}, map[string]string{"shop": "app-rotated", replUserName: "repl-new"})
 	if err != nil || !slices.Equal(changed, []string{"shop"}) {
 		t.Fatalf("rotating the app password changed %v (%v), want [shop]", changed, err)
 	}

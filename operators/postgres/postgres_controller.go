@@ -67,6 +67,11 @@ type PostgresReconciler struct {
 	// StuckAfter is how long a running replica may stream nothing before it
 	// is cloned afresh (2m when 0).
 	StuckAfter time.Duration
+	// ServerCertLifetime and CALifetime are how long the certificates the
+	// operator issues itself are valid (DefaultServerCertLifetime and
+	// DefaultCALifetime when 0); the server certificate is renewed once a
+	// third of it is left.
+	ServerCertLifetime, CALifetime time.Duration
 
 	mu sync.Mutex
 	// notStreaming is when each replica was first seen not streaming.
@@ -88,6 +93,7 @@ type cluster struct {
 	obs       map[string]Observation
 	maxSerial int
 	password  string // the superuser's, to observe and promote
+	ca        []byte // the CA instances' certificates are verified against
 	phase     string
 	message   string
 	requeue   time.Duration
@@ -108,6 +114,7 @@ func (r *PostgresReconciler) steps() []step {
 	return []step{
 		{"ValidateSpec", r.validate},
 		{"EnsureSecrets", r.ensureSecrets},
+		{"EnsureTLS", r.ensureTLS},
 		{"EnsureServices", r.ensureServices},
 		{"Observe", r.observe},
 		// Before any Job or pod: they run as the cluster's ServiceAccount.
@@ -342,7 +349,7 @@ func (r *PostgresReconciler) observe(ctx context.Context, c *cluster) error {
 			c.obs[name] = Observation{Err: err}
 			continue
 		}
-		c.obs[name] = observeInstance(ctx, addr, c.password)
+		c.obs[name] = observeInstance(ctx, addr, c.login(name))
 	}
 	for name, pod := range c.pods {
 		r.noteSeen(c.pg.Namespace, name, c.obs[name].Reachable, pod.Annotations[AnnotationHeartbeat])
@@ -456,7 +463,7 @@ func (r *PostgresReconciler) ensurePods(ctx context.Context, c *cluster) error {
 		pod := c.pods[name]
 		switch {
 		case pod == nil:
-			p := InstancePod(c.pg, name, role, r.Options)
+			p := InstancePod(c.pg, name, role, r.optionsFor(c))
 			if err := r.createOwned(ctx, c.pg, p); err != nil {
 				return err
 			}
@@ -522,7 +529,7 @@ func (r *PostgresReconciler) join(ctx context.Context, c *cluster, inst string, 
 	if o := c.obs[c.pg.Status.Primary]; !o.Reachable || o.InRecovery {
 		return c.wait(PhaseCreatingReplica, "waiting for primary %s before adding %s", c.pg.Status.Primary, inst)
 	}
-	done, err := r.fillVolume(ctx, c, inst, serial, JobJoin, JoinJob(c.pg, inst, r.Options))
+	done, err := r.fillVolume(ctx, c, inst, serial, JobJoin, JoinJob(c.pg, inst, r.optionsFor(c)))
 	if err != nil || !done {
 		return errors.Join(err, c.wait(PhaseCreatingReplica, "join job of %s running", inst))
 	}
@@ -580,7 +587,7 @@ func (r *PostgresReconciler) syncReplication(ctx context.Context, c *cluster) er
 	for name := range c.pvcs {
 		keep = append(keep, instance.SlotName(name))
 	}
-	active, created, dropped, err := syncSlots(ctx, addr, c.password, instance.SlotName(c.pg.Name+"-"), slots, keep)
+	active, created, dropped, err := syncSlots(ctx, addr, c.login(c.pg.Status.Primary), instance.SlotName(c.pg.Name+"-"), slots, keep)
 	if err != nil {
 		return err
 	}
@@ -597,7 +604,7 @@ func (r *PostgresReconciler) syncReplication(ctx context.Context, c *cluster) er
 	if o.SyncStandbyNames == want {
 		return nil
 	}
-	if err := setSyncStandbyNames(ctx, addr, c.password, want); err != nil {
+	if err := setSyncStandbyNames(ctx, addr, c.login(c.pg.Status.Primary), want); err != nil {
 		return err
 	}
 	r.event(c.pg, "SynchronousStandbysSet", "synchronous_standby_names = %q", want)

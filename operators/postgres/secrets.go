@@ -38,18 +38,10 @@ func RWHost(pg *v1alpha1.Postgres) string {
 
 // CredentialSecret builds a credential Secret with the keys CloudNativePG's
 // users know (username, password, host, port, dbname, uri, jdbc-uri), so
-// App.spec.postgres can inject "uri" as DATABASE_URL.
+// App.spec.postgres can inject "uri" as DATABASE_URL. The URIs ask for
+// verify-full TLS against the CA at sslrootcert (AppCAPath), which the
+// Secret carries as ca.crt once the cluster has one (see ensureAppSecretTLS).
 func CredentialSecret(pg *v1alpha1.Postgres, kind string, c Credentials) *corev1.Secret {
-	host := RWHost(pg)
-	port := strconv.Itoa(postgresPort)
-	u := url.URL{
-		Scheme: "postgresql",
-		User:   url.UserPassword(c.Username, c.Password),
-		Host:   host + ":" + port,
-		Path:   "/" + c.Database,
-	}
-	q := url.Values{"user": {c.Username}, "password": {c.Password}}
-	jdbc := fmt.Sprintf("jdbc:postgresql://%s:%s/%s?%s", host, port, c.Database, q.Encode())
 	return &corev1.Secret{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -57,18 +49,42 @@ func CredentialSecret(pg *v1alpha1.Postgres, kind string, c Credentials) *corev1
 			Namespace: pg.Namespace,
 			Labels:    withLabels(commonLabels(pg), "homeostat.dev/secret", kind),
 		},
-		Type: corev1.SecretTypeBasicAuth,
-		StringData: map[string]string{
-			"username": c.Username,
-			"password": c.Password,
-			"host":     host,
-			"port":     port,
-			"dbname":   c.Database,
-			"uri":      u.String(),
-			"jdbc-uri": jdbc,
-		},
+		Type:       corev1.SecretTypeBasicAuth,
+		StringData: credentialData(pg, c),
 	}
 }
+
+// credentialData are a credential Secret's keys but ca.crt.
+func credentialData(pg *v1alpha1.Postgres, c Credentials) map[string]string {
+	host := RWHost(pg)
+	port := strconv.Itoa(postgresPort)
+	tls := url.Values{"sslmode": {"verify-full"}, "sslrootcert": {AppCAPath(pg.Name)}}
+	u := url.URL{
+		Scheme:   "postgresql",
+		User:     url.UserPassword(c.Username, c.Password),
+		Host:     host + ":" + port,
+		Path:     "/" + c.Database,
+		RawQuery: tls.Encode(),
+	}
+	q := url.Values{"user": {c.Username}, "password": {c.Password}, "sslmode": {"verify-full"}, "sslrootcert": {AppCAPath(pg.Name)}}
+	jdbc := fmt.Sprintf("jdbc:postgresql://%s:%s/%s?%s", host, port, c.Database, q.Encode())
+	return map[string]string{
+		"username":    c.Username,
+		"password":    c.Password,
+		"host":        host,
+		"port":        port,
+		"dbname":      c.Database,
+		"sslmode":     "verify-full",
+		"sslrootcert": AppCAPath(pg.Name),
+		"uri":         u.String(),
+		"jdbc-uri":    jdbc,
+	}
+}
+
+// AppCAPath is where an app mounts the ca.crt key of a cluster's credential
+// Secret; the Secret's URIs name it as sslrootcert, and App.spec.postgres
+// mounts it there.
+func AppCAPath(cluster string) string { return v1alpha1.PostgresCADir(cluster) + "/" + keyCACert }
 
 // NewCredentials makes the credentials of one secret kind with a fresh
 // random password read from rnd (crypto/rand.Reader in production).

@@ -17,7 +17,7 @@ import (
 // each survivor follows the new timeline at once instead of failing with
 // "replication slot does not exist" or "requested WAL segment has already
 // been removed".
-func syncStandbySlots(ctx context.Context, addr, password, prefix string, positions map[string]LSN) error {
+func syncStandbySlots(ctx context.Context, addr string, password superLogin, prefix string, positions map[string]LSN) error {
 	db, err := pgConn(addr, password)
 	if err != nil {
 		return err
@@ -100,7 +100,7 @@ func (r *PostgresReconciler) syncReplicaSlots(ctx context.Context, c *cluster) e
 		}
 		addr, err := r.resolver()(ctx, c.pg.Namespace, name)
 		if err == nil {
-			err = syncStandbySlots(ctx, addr, c.password, instance.SlotName(c.pg.Name+"-"), memberPositions(c, name))
+			err = syncStandbySlots(ctx, addr, c.login(name), instance.SlotName(c.pg.Name+"-"), memberPositions(c, name))
 		}
 		if err != nil {
 			errs = append(errs, err.Error())

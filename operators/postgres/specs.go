@@ -20,6 +20,11 @@ type Options struct {
 	// HomeostatImage is the image the init container copies the homeostat
 	// binary from (flag --homeostat-image, env HOMEOSTAT_IMAGE).
 	HomeostatImage string
+
+	// plainPrimary is set per cluster while its primary's pod was made
+	// before TLS existed (see optionsFor): replicas and backups made
+	// meanwhile reach it with sslmode=prefer, not verify-full.
+	plainPrimary bool
 }
 
 // PVC builds the volume claim of one instance. It has no owner reference: the
@@ -62,7 +67,8 @@ func InitJob(pg *v1alpha1.Postgres, instance string, o Options) *batchv1.Job {
 // primary across failovers.
 func JoinJob(pg *v1alpha1.Postgres, instance string, o Options) *batchv1.Job {
 	args := []string{binPath, "instance", "join", "--pgdata", pgdataPath, "--port", strconv.Itoa(postgresPort),
-		"--primary", RWService(pg.Name) + ":" + strconv.Itoa(postgresPort), "--name", instance}
+		"--primary", RWService(pg.Name) + ":" + strconv.Itoa(postgresPort), "--name", instance, "--tls-dir", tlsMount}
+	args = append(args, upstreamArgs(o)...)
 	// The replica's configuration is written anew, so it needs the user's
 	// parameters too: a standby with a lower max_connections (and the like)
 	// than its primary cannot run hot standby.
@@ -125,6 +131,9 @@ func BackupJob(pg *v1alpha1.Postgres, b *v1alpha1.Backup, o Options) *batchv1.Jo
 	j.Spec.Template.Labels[LabelBackup] = b.Name
 	c := &j.Spec.Template.Spec.Containers[0]
 	c.Env = append(c.Env, secretEnv("PGPASSWORD", SecretName(pg.Name, SecretReplication), "password"))
+	if !o.plainPrimary {
+		verifyPrimary(pg, &j.Spec.Template.Spec)
+	}
 	return j
 }
 
@@ -138,7 +147,8 @@ func InstancePod(pg *v1alpha1.Postgres, instance, role string, o Options) *corev
 	// postgres starts: a former primary rewinds and rejoins.
 	args := []string{binPath, "instance", "run", "--pgdata", pgdataPath, "--owner", owner(pg),
 		"--cluster", pg.Name, "--primary", RWService(pg.Name) + ":" + strconv.Itoa(postgresPort),
-		"--fence-after", failoverDelay(pg).String()}
+		"--fence-after", failoverDelay(pg).String(), "--tls-dir", tlsMount}
+	args = append(args, upstreamArgs(o)...)
 	spec := podSpec(pg, instance, args, o)
 	spec.RestartPolicy = corev1.RestartPolicyAlways
 	spec.Hostname = instance
@@ -199,7 +209,7 @@ func Services(pg *v1alpha1.Postgres) []*corev1.Service {
 // data plane's own; the S3 store reaches it through the environment.
 func initArgs(pg *v1alpha1.Postgres) []string {
 	args := []string{binPath, "instance", "init", "--pgdata", pgdataPath, "--port", strconv.Itoa(postgresPort),
-		"--database", database(pg), "--owner", owner(pg)}
+		"--database", database(pg), "--owner", owner(pg), "--tls-dir", tlsMount}
 	return append(args, parameterArgs(pg)...)
 }
 
@@ -273,6 +283,10 @@ func podSpec(pg *v1alpha1.Postgres, instance string, args []string, o Options) c
 		mounts = append([]corev1.VolumeMount{{Name: "pgdata", MountPath: dataMount}}, mounts...)
 		volumes = append([]corev1.Volume{{Name: "pgdata", VolumeSource: corev1.VolumeSource{
 			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: instance}}}}, volumes...)
+		// The server certificate: the instance manager installs it for
+		// postgres and reloads it when the Secret changes.
+		mounts = append(mounts, corev1.VolumeMount{Name: tlsVolume, MountPath: tlsMount, ReadOnly: true})
+		volumes = append(volumes, serverSecretVolume(pg))
 	}
 	if bs := pg.Spec.Bootstrap; bs != nil && bs.FromBackup != nil {
 		// restore_command reads the source store until recovery ends; its

@@ -99,7 +99,8 @@ func TestSecretsAreGeneratedOnceAndNeverOverwritten(t *testing.T) {
 	if got, want := string(app.Data["host"]), "db-rw."+ns+".svc"; got != want {
 		t.Errorf("host = %q, want %q", got, want)
 	}
-	if uri := string(app.Data["uri"]); !strings.HasPrefix(uri, "postgresql://shop:") || !strings.HasSuffix(uri, "@db-rw."+ns+".svc:5432/shop") {
+	if uri := string(app.Data["uri"]); !strings.HasPrefix(uri, "postgresql://shop:") ||
+		!strings.HasSuffix(uri, "@db-rw."+ns+".svc:5432/shop?sslmode=verify-full&sslrootcert=%2Fetc%2Fhomeostat%2Fpostgres%2Fdb%2Fca.crt") {
 		t.Errorf("uri = %q", uri)
 	}
 	app.Data["password"] = []byte("chosen-by-a-human")

@@ -4,7 +4,7 @@ import "strings"
 
 // reservedParameters are the PostgreSQL settings homeostat owns: where the
 // server listens and what replication, archiving, recovery and client
-// authentication need. A Postgres may not set them in spec.parameters, since
+// authentication (TLS included) need. A Postgres may not set them in spec.parameters, since
 // an override would break replicas, backups or failover in ways the
 // operator cannot see.
 var reservedParameters = map[string]bool{
@@ -15,6 +15,7 @@ var reservedParameters = map[string]bool{
 	"primary_conninfo": true, "primary_slot_name": true, "synchronous_standby_names": true,
 	"password_encryption": true, "hba_file": true, "ident_file": true, "config_file": true, "data_directory": true,
 	"logging_collector": true, "log_destination": true,
+	"ssl": true, "ssl_cert_file": true, "ssl_key_file": true, "ssl_ca_file": true,
 }
 
 // ReservedParameter says whether name (case-insensitive, as PostgreSQL

@@ -83,12 +83,45 @@ type PostgresSpec struct {
 	// +optional
 	FailoverDelay *metav1.Duration `json:"failoverDelay,omitempty"`
 
+	// TLS chooses who issues the server certificate; without it the operator
+	// runs a certificate authority of its own per cluster. Every network
+	// login needs TLS either way.
+	// +optional
+	TLS *PostgresTLS `json:"tls,omitempty"`
+
 	// DeletionPolicy says what happens to the volumes when the Postgres is
 	// deleted: Retain keeps them, Delete removes them.
 	// +kubebuilder:validation:Enum=Retain;Delete
 	// +kubebuilder:default=Retain
 	// +optional
 	DeletionPolicy string `json:"deletionPolicy,omitempty"`
+}
+
+// PostgresTLS configures the cluster's server certificate.
+type PostgresTLS struct {
+	// Issuer names a cert-manager Issuer or ClusterIssuer: the operator
+	// then asks cert-manager for the server certificate (a Certificate
+	// writing the Secret NAME-server) instead of signing it itself. The
+	// issuer must put its CA in the Secret's ca.crt, which clients and
+	// replicas verify against.
+	// +optional
+	Issuer *IssuerRef `json:"issuer,omitempty"`
+}
+
+// IssuerRef names a cert-manager issuer, as cert-manager's own issuerRef.
+type IssuerRef struct {
+	// Name of the issuer.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// Kind is Issuer (in the Postgres's namespace) or ClusterIssuer.
+	// +kubebuilder:validation:Enum=Issuer;ClusterIssuer
+	// +kubebuilder:default=Issuer
+	// +optional
+	Kind string `json:"kind,omitempty"`
+	// Group is the issuer's API group.
+	// +kubebuilder:default=cert-manager.io
+	// +optional
+	Group string `json:"group,omitempty"`
 }
 
 // Storage is a PersistentVolumeClaim template.
