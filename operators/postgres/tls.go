@@ -2,7 +2,12 @@ package postgres
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -98,7 +103,11 @@ func pgConn(addr string, l superLogin) (*sql.DB, error) {
 	sslmode := "sslmode=disable"
 	if len(l.ca) > 0 {
 		host = l.serverName
-		sslmode = "sslmode=verify-full sslinline=true sslrootcert=" + quoteConnValue(string(l.ca))
+		key, err := registerVerifyFull(l.ca, l.serverName)
+		if err != nil {
+			return nil, fmt.Errorf("instance %s: %w", addr, err)
+		}
+		sslmode = "sslmode=pqgo-" + key
 	}
 	cfg, err := pq.NewConfig(fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=postgres %s connect_timeout=5 application_name=homeostat-operator",
 		host, port, superuserName, quoteConnValue(l.password), sslmode))
@@ -113,6 +122,20 @@ func pgConn(addr string, l superLogin) (*sql.DB, error) {
 	db := sql.OpenDB(conn)
 	db.SetMaxOpenConns(1)
 	return db, nil
+}
+
+// registerVerifyFull registers with lib/pq the TLS settings of verify-full
+// against ca for serverName (lib/pq reads a root certificate only from a
+// file otherwise), under a key naming both, so each cluster registers once.
+func registerVerifyFull(ca []byte, serverName string) (string, error) {
+	sum := sha256.Sum256(append(append([]byte(serverName), 0), ca...))
+	key := "homeostat-" + hex.EncodeToString(sum[:12])
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(ca) {
+		return "", errors.New("the cluster CA does not parse")
+	}
+	err := pq.RegisterTLSConfig(key, &tls.Config{RootCAs: roots, ServerName: serverName, MinVersion: tls.VersionTLS12})
+	return key, err
 }
 
 // fixedDialer dials one address whatever host the connection names, so the
