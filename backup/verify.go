@@ -133,7 +133,9 @@ func startScratch(ctx context.Context, scratch, data, hba string) (*scratchServe
 	cmd, err := pgbin.Command(context.WithoutCancel(ctx), "postgres", "-D", data, "-p", strconv.Itoa(scratchPort),
 		"-c", "listen_addresses=", "-c", "unix_socket_directories="+scratch, "-c", "hba_file="+hba,
 		"-c", "archive_mode=off", "-c", "synchronous_standby_names=", "-c", "primary_conninfo=",
-		"-c", "logging_collector=off")
+		// ssl off: the source instance's certificate files (beside its
+		// data directory) are not here, and only the socket is used.
+		"-c", "logging_collector=off", "-c", "ssl=off")
 	if err != nil {
 		return nil, err
 	}
