@@ -28,8 +28,12 @@ const (
 )
 
 // clockSkew backdates NotBefore, so a node whose clock is a little behind
-// the operator's accepts a certificate issued a moment ago.
+// the operator's accepts a certificate issued a moment ago; a tenth of the
+// lifetime at most, so the renewal point (a third of NotBefore..NotAfter
+// left) stays well after the issue.
 const clockSkew = 5 * time.Minute
+
+func backdate(lifetime time.Duration) time.Duration { return min(clockSkew, lifetime/10) }
 
 // keyPair is a PEM certificate and its PEM (PKCS#8) private key.
 type keyPair struct {
@@ -49,7 +53,7 @@ func newCA(rnd io.Reader, cluster string, now time.Time, lifetime time.Duration)
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: cluster + " CA", Organization: []string{"homeostat"}},
-		NotBefore:             now.Add(-clockSkew),
+		NotBefore:             now.Add(-backdate(lifetime)),
 		NotAfter:              now.Add(lifetime),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
@@ -81,7 +85,7 @@ func newServerCert(rnd io.Reader, ca keyPair, hosts []string, now time.Time, lif
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: hosts[0], Organization: []string{"homeostat"}},
-		NotBefore:    now.Add(-clockSkew),
+		NotBefore:    now.Add(-backdate(lifetime)),
 		NotAfter:     now.Add(lifetime),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},

@@ -102,9 +102,12 @@ func TestRenewalDecision(t *testing.T) {
 		return p.Cert
 	}
 	good := issue(ca, hosts)
-	// NotBefore is backdated by clockSkew: the lifetime counted for the
-	// third is life+clockSkew, so the renewal point is NotAfter minus that.
-	renewPoint := certNow.Add(life).Add(-(life + clockSkew) / 3)
+	// NotBefore is backdated (a tenth of a short lifetime): the lifetime
+	// counted for the third includes it.
+	renewPoint := certNow.Add(life).Add(-(life + backdate(life)) / 3)
+	if !renewPoint.After(certNow.Add(life / 2)) {
+		t.Fatalf("renewal point %s comes too soon after the issue at %s", renewPoint, certNow)
+	}
 	tests := []struct {
 		name  string
 		cert  []byte

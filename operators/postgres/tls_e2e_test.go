@@ -67,7 +67,8 @@ func TestTLSEnforcedAndRotatedWithoutRestart(t *testing.T) {
 	if err := env.Client.Create(s.ctx, pg); err != nil {
 		t.Fatal(err)
 	}
-	s.waitWhole("tls", 2, 4*time.Minute)
+	s.waitReady("tls", 2)
+	s.waitStreaming("tls", 1)
 	app := s.secret(SecretName("tls", SecretApp))
 	if uri := string(app.Data["uri"]); !strings.Contains(uri, "sslmode=verify-full&sslrootcert="+url.QueryEscape(AppCAPath("tls"))) {
 		t.Errorf("app uri %q does not ask for verify-full with the mounted CA", redactURI(uri))
