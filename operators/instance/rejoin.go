@@ -225,6 +225,7 @@ func writeStandbyConfig(opts RunOptions) error {
 		up.PassFile = opts.PassFile
 	}
 	up.Slot, up.ApplicationName = SlotName(m.Name), SlotName(m.Name)
+	up = upstreamSSL(opts.PGData, up)
 	if opts.ReplicationPassword != "" {
 		if err := pgbin.WriteFile(up.PassFile, []byte(passfileLine(up.Host, up.Port, up.User, opts.ReplicationPassword))); err != nil {
 			return err

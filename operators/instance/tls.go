@@ -7,9 +7,13 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"homeostat.dev/homeostat/backup/pgbin"
@@ -134,8 +138,9 @@ func startTLS(opts *RunOptions, log *slog.Logger) error {
 	if err := enforceTLS(opts.PGData, dir, superuser, repl); err != nil {
 		return err
 	}
-	// A replica made before TLS existed verifies its primary from now on.
-	if m := opts.Membership; m.Name != "" && m.Upstream.Host != "" && fileExists(filepath.Join(opts.PGData, "standby.signal")) {
+	// A replica made before TLS existed verifies its primary from now on,
+	// once the primary serves a certificate of the cluster CA.
+	if isFollowing(*opts) {
 		if err := writeStandbyConfig(*opts); err != nil {
 			return err
 		}
@@ -171,7 +176,97 @@ func watchTLS(ctx context.Context, opts RunOptions, interval time.Duration, relo
 			reload()
 			log.Info("new server certificate installed; postgres reloaded", "certificate", describeCert(filepath.Join(dir, TLSCertFile)))
 		}
+		if upgraded, err := upgradeUpstream(opts); err != nil {
+			log.Warn("could not move streaming to verify-full", "err", err)
+		} else if upgraded {
+			reload()
+			log.Info("the primary serves the cluster's certificate: streaming from it with sslmode=verify-full now")
+		}
 	}
+}
+
+// isFollowing says whether this instance is a standby that knows its
+// upstream (run with --cluster), so its primary_conninfo is homeostat's.
+func isFollowing(opts RunOptions) bool {
+	m := opts.Membership
+	return m.Name != "" && m.Upstream.Host != "" && fileExists(filepath.Join(opts.PGData, "standby.signal"))
+}
+
+// upstreamProbeTimeout bounds the check of the primary's certificate.
+const upstreamProbeTimeout = 3 * time.Second
+
+// upstreamSSL decides how a standby reaches up: with verify-full when its
+// configuration already does (never downgraded) or when the primary serves
+// a certificate the cluster CA signed for up.Host; else, for a primary
+// that serves no TLS yet (a pod made before TLS existed, during its
+// cluster's rollout), with sslmode=prefer.
+func upstreamSSL(pgdata string, up Upstream) Upstream {
+	if up.SSLRootCert == "" || conninfoVerifies(pgdata) {
+		return up
+	}
+	if err := upstreamVerified(up, upstreamProbeTimeout); err != nil {
+		up.SSLRootCert = ""
+	}
+	return up
+}
+
+// upgradeUpstream moves a standby that streams without verification to
+// verify-full once its primary serves the cluster's certificate, and says
+// whether it did (postgres must then reload).
+func upgradeUpstream(opts RunOptions) (bool, error) {
+	if opts.TLS == nil || opts.Membership.Upstream.SSLRootCert == "" || !isFollowing(opts) || conninfoVerifies(opts.PGData) {
+		return false, nil
+	}
+	if upstreamVerified(opts.Membership.Upstream, upstreamProbeTimeout) != nil {
+		return false, nil
+	}
+	return true, writeStandbyConfig(opts)
+}
+
+// conninfoVerifies says whether homeostat.conf's primary_conninfo asks for
+// verify-full.
+func conninfoVerifies(pgdata string) bool {
+	b, err := os.ReadFile(filepath.Join(pgdata, ConfFile))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "primary_conninfo = ") {
+			return strings.Contains(line, "sslmode=verify-full")
+		}
+	}
+	return false
+}
+
+// upstreamVerified speaks PostgreSQL's SSLRequest to the primary and checks
+// that it serves a certificate the CA in up.SSLRootCert signed for up.Host.
+func upstreamVerified(up Upstream, timeout time.Duration) error {
+	ca, err := os.ReadFile(up.SSLRootCert)
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(ca) {
+		return fmt.Errorf("%s holds no certificate", up.SSLRootCert)
+	}
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(up.Host, strconv.Itoa(up.Port)), timeout)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	// SSLRequest: length 8, code 1234.5679.
+	if _, err := conn.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}); err != nil {
+		return err
+	}
+	answer := make([]byte, 1)
+	if _, err := io.ReadFull(conn, answer); err != nil {
+		return err
+	}
+	if answer[0] != 'S' {
+		return fmt.Errorf("%s serves no TLS", up.Host)
+	}
+	return tls.Client(conn, &tls.Config{RootCAs: roots, ServerName: up.Host, MinVersion: tls.VersionTLS12}).Handshake()
 }
 
 // describeCert is a certificate's serial and expiry for the log (never

@@ -463,7 +463,7 @@ func (r *PostgresReconciler) ensurePods(ctx context.Context, c *cluster) error {
 		pod := c.pods[name]
 		switch {
 		case pod == nil:
-			p := InstancePod(c.pg, name, role, r.optionsFor(c))
+			p := InstancePod(c.pg, name, role, r.Options)
 			if err := r.createOwned(ctx, c.pg, p); err != nil {
 				return err
 			}

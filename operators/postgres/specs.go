@@ -148,7 +148,6 @@ func InstancePod(pg *v1alpha1.Postgres, instance, role string, o Options) *corev
 	args := []string{binPath, "instance", "run", "--pgdata", pgdataPath, "--owner", owner(pg),
 		"--cluster", pg.Name, "--primary", RWService(pg.Name) + ":" + strconv.Itoa(postgresPort),
 		"--fence-after", failoverDelay(pg).String(), "--tls-dir", tlsMount}
-	args = append(args, upstreamArgs(o)...)
 	spec := podSpec(pg, instance, args, o)
 	spec.RestartPolicy = corev1.RestartPolicyAlways
 	spec.Hostname = instance

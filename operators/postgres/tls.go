@@ -364,11 +364,12 @@ func verifyPrimary(pg *v1alpha1.Postgres, spec *corev1.PodSpec) {
 	c.Env = append(c.Env, corev1.EnvVar{Name: "PGSSLMODE", Value: "verify-full"}, corev1.EnvVar{Name: "PGSSLROOTCERT", Value: tlsMount + "/" + keyCACert})
 }
 
-// optionsFor are the operator's Options for this cluster's new pods and
-// Jobs: plainPrimary while its primary's pod serves no TLS yet (a cluster
-// made before TLS existed, whose primary is replaced last in a rollout).
-// Once the primary serves TLS, pods made with it differ from the spec and
-// are replaced again, this time verifying.
+// optionsFor are the operator's Options for this cluster's join Jobs:
+// plainPrimary while its primary's pod serves no TLS yet (a cluster made
+// before TLS existed, whose primary is replaced last in a rollout). Pods
+// never depend on it (their spec stays the same through the transition): a
+// replica's instance manager moves its own streaming to verify-full once
+// the primary serves a certificate of the cluster's CA.
 func (r *PostgresReconciler) optionsFor(c *cluster) Options {
 	o := r.Options
 	if p := c.pods[c.pg.Status.Primary]; p != nil && !podHasTLS(p) {
@@ -377,7 +378,7 @@ func (r *PostgresReconciler) optionsFor(c *cluster) Options {
 	return o
 }
 
-// upstreamArgs let a replica reach a primary that serves no TLS.
+// upstreamArgs let a joining replica reach a primary that serves no TLS.
 func upstreamArgs(o Options) []string {
 	if o.plainPrimary {
 		return []string{"--upstream-sslmode", "prefer"}
