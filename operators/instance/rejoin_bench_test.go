@@ -3,6 +3,7 @@ package instance_test
 import (
 	"context"
 	"database/sql"
+	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -17,23 +18,35 @@ import (
 // `instance join` (pg_basebackup of the whole database from the new
 // primary), then start until caught up: the re-clone homeostat did before.
 // Both in the same iteration from the same new primary. Benchmarks only run
-// with -bench.
+// with -bench. HOMEOSTAT_REJOIN_SCALE sets another pgbench scale (about
+// 15 MB each), to see how each grows with the database.
 func BenchmarkRejoinByRewindVsReclone(b *testing.B) {
+	scale := 70
+	if v := os.Getenv("HOMEOSTAT_REJOIN_SCALE"); v != "" {
+		var err error
+		if scale, err = strconv.Atoi(v); err != nil || scale < 1 {
+			b.Fatalf("HOMEOSTAT_REJOIN_SCALE=%q: want a pgbench scale (a positive integer)", v)
+		}
+	}
 	for i := 0; i < b.N; i++ {
-		rewind, reclone := rejoinVsReclone(b)
+		rewind, reclone := rejoinVsReclone(b, scale)
 		b.ReportMetric(rewind.Seconds(), "rewind-s")
 		b.ReportMetric(reclone.Seconds(), "reclone-s")
 		b.ReportMetric(reclone.Seconds()/rewind.Seconds(), "reclone/rewind")
 	}
 }
 
-func rejoinVsReclone(b *testing.B) (rewind, reclone time.Duration) {
+func rejoinVsReclone(b *testing.B, scale int) (rewind, reclone time.Duration) {
 	b.StopTimer()
 	defer b.StartTimer()
 	p := newNode(b, "primary")
 	homeostatOut(b, p.initArgs()...)
 	prun := p.run(b)
-	pgbench(b, p, "-i", "-q", "-s", "70", "postgres")
+	pgbench(b, p, "-i", "-q", "-s", strconv.Itoa(scale), "postgres")
+	var size int64
+	if err := p.superuser(b).QueryRow("SELECT pg_database_size('postgres')").Scan(&size); err != nil {
+		b.Fatal(err)
+	}
 	r := newNode(b, "replica")
 	r.secrets = p.secrets
 	homeostatOut(b, append(append([]string{"instance", "join"}, r.common()...), "--primary", "127.0.0.1:"+strconv.Itoa(p.port), "--name", "replica-1")...)
@@ -50,6 +63,7 @@ func rejoinVsReclone(b *testing.B) (rewind, reclone time.Duration) {
 
 	start := time.Now()
 	homeostatOut(b, p.rejoinArgs(r.port, "primary-1")...)
+	rewound := time.Since(start)
 	p.run(b)
 	caughtUp(b, p.superuser(b), rdb)
 	rewind = time.Since(start)
@@ -58,10 +72,13 @@ func rejoinVsReclone(b *testing.B) (rewind, reclone time.Duration) {
 	q.secrets = p.secrets
 	start = time.Now()
 	homeostatOut(b, append(append([]string{"instance", "join"}, q.common()...), "--primary", "127.0.0.1:"+strconv.Itoa(r.port), "--name", "clone-1")...)
+	cloned := time.Since(start)
 	q.run(b)
 	caughtUp(b, q.superuser(b), rdb)
 	reclone = time.Since(start)
-	b.Logf("1 GB database: rejoin by pg_rewind %s, re-clone %s", rewind.Round(10*time.Millisecond), reclone.Round(10*time.Millisecond))
+	ms := func(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }
+	b.Logf("database of %d MB (pgbench scale %d): rejoin by pg_rewind %s (instance rejoin %s), re-clone %s (instance join %s)",
+		size>>20, scale, ms(rewind), ms(rewound), ms(reclone), ms(cloned))
 	return rewind, reclone
 }
 
