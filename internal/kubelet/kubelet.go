@@ -18,8 +18,15 @@
 //     (all keys, or the items named) are files kept in step with the Secret;
 //   - with Options.Kubeconfig, an instance's processes act as the pod's
 //     ServiceAccount (impersonation), as its mounted token would make them;
+//   - each containerPort a pod's container declares gets a loopback port of
+//     the pod's own: a listen address ":PORT" in the command is rewritten to
+//     it (ports.go);
 //   - a readiness probe of type tcpSocket is a dial of the pod's port; one
-//     of type exec runs its command (mapped) every periodSeconds;
+//     of type exec runs its command (mapped) every periodSeconds, one of
+//     type httpGet sends its GET to the declared port's loopback port
+//     every periodSeconds (ready on 200-399); for both, a pod turns ready
+//     after successThreshold successes in a row and unready after
+//     failureThreshold failures in a row, as with a real kubelet;
 //   - native sidecars (init containers with restartPolicy Always) start in
 //     their turn, are restarted when they exit, and are stopped after the
 //     main container, before the pod's phase is final (sidecar.go);

@@ -119,7 +119,7 @@ func (m *mapper) argv(c *corev1.Container) ([]string, error) {
 			name, val, _ := strings.Cut(a, "=")
 			out = append(out, name+"="+m.flagValue(name, val, hostPort))
 		default:
-			out = append(out, m.addr(m.path(a)))
+			out = append(out, m.listenAddr(c, m.addr(m.path(a))))
 		}
 	}
 	return out, nil

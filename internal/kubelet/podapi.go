@@ -126,18 +126,48 @@ func (k *Kubelet) terminationMessage(pod *corev1.Pod, container string) string {
 	return string(b)
 }
 
-// execProbes runs a pod's exec readiness probe in the background, every
+// execProbes runs a pod's exec or httpGet readiness probe in the background, every
 // periodSeconds, so that a slow command never holds up the sync loop.
 type execProbes struct {
 	mu      sync.Mutex
 	last    time.Time
 	ready   bool
 	running bool
+	// fails and successes count consecutive results, for the probe's
+	// failureThreshold and successThreshold.
+	fails, successes int32
+}
+
+// record counts one result as the kubelet does: not ready until
+// successThreshold successes in a row (1 by default), and a ready pod
+// stays ready until failureThreshold failures in a row (3 by default).
+func (ep *execProbes) record(ok bool, rp *corev1.Probe) {
+	if ok {
+		ep.fails, ep.successes = 0, ep.successes+1
+		if ep.successes >= max(rp.SuccessThreshold, 1) {
+			ep.ready = true
+		}
+		return
+	}
+	threshold := rp.FailureThreshold
+	if threshold <= 0 {
+		threshold = 3
+	}
+	ep.fails, ep.successes = ep.fails+1, 0
+	if ep.fails >= threshold {
+		ep.ready = false
+	}
 }
 
 // execReady returns the latest result of the main container's exec probe
 // and starts the next run when one is due.
 func (k *Kubelet) execReady(ctx context.Context, pod *corev1.Pod, p *proc, rp *corev1.Probe) bool {
+	return k.asyncProbe(p, rp, func() bool { return k.runExecProbe(ctx, pod, p, rp) })
+}
+
+// asyncProbe returns the latest result of run and starts it again in the
+// background when periodSeconds have passed since the last start.
+func (k *Kubelet) asyncProbe(p *proc, rp *corev1.Probe, run func() bool) bool {
 	period := time.Duration(rp.PeriodSeconds) * time.Second
 	if period <= 0 {
 		period = 10 * time.Second
@@ -148,9 +178,10 @@ func (k *Kubelet) execReady(ctx context.Context, pod *corev1.Pod, p *proc, rp *c
 	if !ep.running && time.Since(ep.last) >= period {
 		ep.running, ep.last = true, time.Now()
 		go func() {
-			ok := k.runExecProbe(ctx, pod, p, rp)
+			ok := run()
 			ep.mu.Lock()
-			ep.ready, ep.running = ok, false
+			ep.record(ok, rp)
+			ep.running = false
 			ep.mu.Unlock()
 		}()
 	}

@@ -282,7 +282,8 @@ func (k *Kubelet) env(ctx context.Context, w workload, c *corev1.Container, m *m
 	return env, nil
 }
 
-// probe runs a tcpSocket readiness probe and records a change.
+// probe runs the main container's readiness probe (tcpSocket, exec or
+// httpGet) and records a change.
 func (k *Kubelet) probe(ctx context.Context, pod *corev1.Pod, p *proc) {
 	if pod.Status.Phase != corev1.PodRunning {
 		return
@@ -296,6 +297,8 @@ func (k *Kubelet) probe(ctx context.Context, pod *corev1.Pod, p *proc) {
 		}
 	} else if rp != nil && rp.Exec != nil {
 		ready = k.execReady(ctx, pod, p, rp)
+	} else if rp != nil && rp.HTTPGet != nil {
+		ready = k.httpReady(ctx, pod, p, rp)
 	}
 	if podIsReady(pod) == ready {
 		return

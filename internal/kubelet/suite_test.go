@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"homeostat.dev/homeostat/internal/testenv"
@@ -31,9 +32,14 @@ esac
 
 func TestMain(m *testing.M) {
 	// The fake binary's "serve" runs this test binary as a small HTTP
-	// server, so the tests need nothing beyond /bin/sh.
+	// server (on 127.0.0.1 and the port given, or on the address given),
+	// so the tests need nothing beyond /bin/sh.
 	if port := os.Getenv("FAKE_SERVE_PORT"); port != "" {
-		fmt.Fprintln(os.Stderr, http.ListenAndServe("127.0.0.1:"+port, http.FileServer(http.Dir("."))))
+		addr := port
+		if !strings.Contains(port, ":") {
+			addr = "127.0.0.1:" + port
+		}
+		fmt.Fprintln(os.Stderr, http.ListenAndServe(addr, http.FileServer(http.Dir("."))))
 		os.Exit(1)
 	}
 	dir, err := os.MkdirTemp("", "kubelet-test-")
