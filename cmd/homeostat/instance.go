@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"homeostat.dev/homeostat/backup"
 	"homeostat.dev/homeostat/operators/instance"
@@ -168,6 +169,7 @@ func newInstanceRunCommand() *cobra.Command {
 	var pw passwordFiles
 	var member memberFlags
 	var tf tlsFlags
+	var maxLag string
 	cmd := &cobra.Command{
 		Use:   "run --pgdata DIR",
 		Short: "Run postgres in the foreground: SIGTERM means fast shutdown, then immediate after --grace; exits with postgres's code",
@@ -193,7 +195,12 @@ With --tls-dir (the mounted server Secret), run installs the certificate
 beside the data directory, turns ssl on, rewrites pg_hba.conf so network
 logins without TLS are rejected, points a replica at its primary with
 sslmode=verify-full, and checks the directory every --tls-poll: a renewed
-certificate is installed and postgres reloaded (SIGHUP), no restart.`,
+certificate is installed and postgres reloaded (SIGHUP), no restart.
+
+With --health-addr, run serves GET /readyz for the pod's readiness probe:
+200 for a primary that accepts writes (and that the operator has not
+deposed), or for a replica whose WAL receiver streams from --primary with a
+replay lag of at most --max-lag; 503 otherwise, the reason in the body.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.PGData == "" {
@@ -211,6 +218,9 @@ certificate is installed and postgres reloaded (SIGHUP), no restart.`,
 			}
 			opts.TLS, opts.TLSPoll = tf.tls(opts.PGData), tf.poll
 			opts.Membership.Upstream.SSLRootCert = tf.upstreamCA(opts.TLS)
+			if opts.Health.MaxLag, err = parseMaxLag(maxLag); err != nil {
+				return err
+			}
 			code, err := instance.Run(opts)
 			if err != nil || code != 0 {
 				return withCode(max(code, 1), err)
@@ -224,10 +234,21 @@ certificate is installed and postgres reloaded (SIGHUP), no restart.`,
 	cmd.Flags().StringVar(&opts.ReplicationUser, "replication-user", "streaming_replica", "role replicas and backups connect as")
 	cmd.Flags().StringVar(&opts.Owner, "owner", "app", "application role whose password is set (created when missing)")
 	cmd.Flags().StringVar(&opts.PassFile, "passfile", "", "a replica's replication passfile, as given to join (default: .<pgdata name>.pgpass beside the data directory)")
+	cmd.Flags().StringVar(&opts.Health.Addr, "health-addr", "", "serve GET /readyz here (for example :8000): 200 for a primary that accepts writes or a replica that streams from the primary within --max-lag, else 503")
+	cmd.Flags().StringVar(&maxLag, "max-lag", "64Mi", "how much WAL a streaming replica may have left to replay and still be ready (bytes, or a quantity such as 64Mi)")
 	pw.bind(cmd.Flags())
 	member.bind(cmd.Flags())
 	tf.bind(cmd.Flags(), true)
 	return cmd
+}
+
+// parseMaxLag reads --max-lag, a byte count or a quantity ("64Mi").
+func parseMaxLag(s string) (int64, error) {
+	q, err := resource.ParseQuantity(s)
+	if err != nil || q.Sign() < 0 {
+		return 0, usageError{fmt.Errorf("--max-lag %q: want a byte count such as 67108864 or 64Mi", s)}
+	}
+	return q.Value(), nil
 }
 
 // passwordFiles are the files holding the superuser's, the replication

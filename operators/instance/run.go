@@ -39,7 +39,10 @@ type RunOptions struct {
 	// directory has it.
 	TLS     *TLS
 	TLSPoll time.Duration
-	Log     *slog.Logger
+	// Health is the readiness endpoint (see judge); its zero value serves
+	// none.
+	Health HealthOptions
+	Log    *slog.Logger
 }
 
 // Run supervises postgres in the foreground, as a pod's main process: its
@@ -98,6 +101,13 @@ func Run(opts RunOptions) (int, error) {
 		return 1, fmt.Errorf("instance run: start postgres: %w", err)
 	}
 	log.Info("postgres started", "pid", cmd.Process.Pid, "pgdata", opts.PGData)
+	stopHealth, err := serveHealth(opts, log)
+	if err != nil {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		_ = cmd.Wait()
+		return 1, fmt.Errorf("instance run: %w", err)
+	}
+	defer stopHealth()
 	stopPasswordSync := startPasswordSync(opts, log)
 	defer stopPasswordSync()
 	fence := make(chan string, 1)
