@@ -5,7 +5,8 @@
 // the machine's PostgreSQL), turns examples/ into a git repository, runs the
 // homeostat controller against it, shows what was applied, waits for the
 // shop's Postgres to run with a primary and two replicas, takes a backup to
-// MinIO, commits a change (one app scaled, one removed), and shows the sync
+// MinIO, switches the primary over with `homeostat pg switchover`, commits a
+// change (one app scaled, one removed), and shows the sync
 // that follows and the snapshot diff. Everything it started stops when it
 // ends or is interrupted.
 package main
@@ -139,6 +140,12 @@ func run(ctx context.Context, stay bool) error {
 	d.show("kubectl get backups -n shop")
 	d.show("homeostat pg status shopdb -n shop")
 
+	step("A switchover: the primary moves to a replica, on request")
+	if err := d.switchover(ctx); err != nil {
+		return err
+	}
+	d.show("kubectl get pg,pods -n shop -L homeostat.dev/role")
+
 	step("Committing a change: shop scaled from 2 to 3 replicas, the docs app removed")
 	if err := d.commitChange(); err != nil {
 		return err
@@ -160,6 +167,11 @@ func run(ctx context.Context, stay bool) error {
 	fmt.Printf("  %s snapshots show -n homeostat-system %s\n", d.homeostat, second)
 	fmt.Printf("  (the repository is %s: commit to it and watch the next sync)\n", d.repo)
 	if stay {
+		fmt.Printf("\nMove the primary again and watch it move: in one terminal (after the export above)\n\n")
+		fmt.Printf("  %s get pg,pods -n shop -L homeostat.dev/role -w\n", d.kubectl)
+		fmt.Printf("\nand in another (the same export first)\n\n")
+		fmt.Printf("  %s pg switchover shopdb -n shop\n", d.homeostat)
+		fmt.Printf("  %s pg status shopdb -n shop\n", d.homeostat)
 		fmt.Printf("\nPress Ctrl-C to stop everything.\n")
 		<-ctx.Done()
 	}

@@ -123,6 +123,25 @@ func (d *demo) waitPostgres(ctx context.Context) error {
 	})
 }
 
+// switchover runs `homeostat pg switchover` as a user would and waits until
+// another instance is the primary and every instance is ready again.
+func (d *demo) switchover(ctx context.Context) error {
+	var pg v1alpha1.Postgres
+	if err := d.c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "shopdb"}, &pg); err != nil {
+		return err
+	}
+	old := pg.Status.Primary
+	d.show("homeostat pg switchover shopdb -n shop")
+	fmt.Printf("   waiting for a replica to take over from %s", old)
+	return d.poll(ctx, 5*time.Minute, func() (bool, error) {
+		if err := d.c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "shopdb"}, &pg); err != nil {
+			return false, err
+		}
+		return pg.Status.Primary != old && pg.Status.Primary != "" && pg.Status.ReadyInstances == pg.Spec.Instances &&
+			pg.Annotations[postgres.AnnotationSwitchover] == "", nil
+	})
+}
+
 // backupNow asks for a base backup and waits until it is in MinIO.
 func (d *demo) backupNow(ctx context.Context) error {
 	b := &v1alpha1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "shopdb-demo"},
