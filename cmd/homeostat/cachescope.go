@@ -4,6 +4,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -20,8 +21,9 @@ import (
 // the controller's heap, and a cache of every Secret's data is also a
 // needless copy of every credential in the cluster.
 //
-//   - Pods, Jobs, PersistentVolumeClaims, Services, Deployments and the
-//     Postgres instances' ServiceAccounts, Roles and RoleBindings are
+//   - Pods, Jobs, PersistentVolumeClaims, Services, Deployments,
+//     PodDisruptionBudgets and the Postgres instances' ServiceAccounts,
+//     Roles and RoleBindings are
 //     cached only when labelled app.kubernetes.io/managed-by=homeostat,
 //     which every object the operators and the App renderer make carries.
 //   - Secrets are never cached: reads go to the API server (they are rare:
@@ -39,6 +41,7 @@ func scopeCache(o ctrl.Options) ctrl.Options {
 		&corev1.ServiceAccount{}:        own,
 		&rbacv1.Role{}:                  own,
 		&rbacv1.RoleBinding{}:           own,
+		&policyv1.PodDisruptionBudget{}: own,
 	}
 	o.Cache.DefaultTransform = cache.TransformStripManagedFields()
 	o.Client.Cache = &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}

@@ -88,15 +88,10 @@ func (r *PostgresReconciler) checkArchiving(ctx context.Context, c *cluster) err
 	if c.pg.Spec.Backup == nil || !o.Reachable || o.InRecovery {
 		return nil
 	}
-	addr, err := r.resolver()(ctx, c.pg.Namespace, c.pg.Status.Primary)
+	db, _, err := r.conn(ctx, c, c.pg.Status.Primary)
 	if err != nil {
 		return nil
 	}
-	db, err := pgConn(addr, c.login(c.pg.Status.Primary))
-	if err != nil {
-		return nil
-	}
-	defer db.Close()
 	a, err := ReadArchiver(ctx, db)
 	if err != nil {
 		return nil

@@ -85,7 +85,12 @@ func TestObserveTellsARefusedPasswordFromALostInstance(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o := observeInstance(context.Background(), tt.addr, superLogin{password: tt.password})
+			db, err := pgConn(tt.addr, superLogin{password: tt.password})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			o := observeInstance(context.Background(), db, tt.addr)
 			if o.Reachable != tt.reachable || o.AuthFailed != tt.authFailed {
 				t.Fatalf("reachable=%v authFailed=%v (err %v), want %v %v", o.Reachable, o.AuthFailed, o.Err, tt.reachable, tt.authFailed)
 			}

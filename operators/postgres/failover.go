@@ -44,7 +44,7 @@ func (r *PostgresReconciler) failover(ctx context.Context, c *cluster) error {
 		target = forced
 	}
 	pod, o := c.pods[primary], c.obs[primary]
-	healthy := pod != nil && podReady(pod) && o.Reachable && !o.InRecovery
+	healthy := pod != nil && podRunning(pod) && o.Reachable && !o.InRecovery
 	if settled, err := r.primarySettled(ctx, c, o, healthy, switchover || force); settled {
 		return err
 	}
@@ -84,11 +84,11 @@ func (r *PostgresReconciler) failover(ctx context.Context, c *cluster) error {
 func (r *PostgresReconciler) primarySettled(ctx context.Context, c *cluster, o Observation, healthy, requested bool) (bool, error) {
 	primary := c.pg.Status.Primary
 	pod := c.pods[primary]
-	up := pod != nil && podReady(pod) && o.Reachable
+	up := pod != nil && podRunning(pod) && o.Reachable
 	switch {
 	case up && o.InRecovery && c.pg.Status.Phase == PhaseFailingOver:
 		return true, r.promote(ctx, c, primary, primary, requested)
-	case !healthy && pod != nil && podReady(pod) && o.AuthFailed:
+	case !healthy && pod != nil && podRunning(pod) && o.AuthFailed:
 		return true, r.refusedPassword(c, primary)
 	case healthy && !requested:
 		setCondition(c.pg, ConditionPrimaryAvailable, metav1.ConditionTrue, "PrimaryReady", primary+" accepts connections")
@@ -174,7 +174,7 @@ func (r *PostgresReconciler) safeToPromote(c *cluster, best string, switchover b
 		}
 		replicas = append(replicas, name)
 		o, pod := c.obs[name], c.pods[name]
-		reachable[name] = pod != nil && podReady(pod) && o.Reachable && o.InRecovery
+		reachable[name] = pod != nil && podRunning(pod) && o.Reachable && o.InRecovery
 	}
 	if ok, why := FailoverSafe(int(c.pg.Spec.Synchronous), replicas, reachable); !ok {
 		return r.unsafe(c, "primary %s lost and no automatic failover: %s; `homeostat pg promote %s --force` promotes %s anyway",
@@ -293,7 +293,7 @@ func (r *PostgresReconciler) chooseTarget(c *cluster, requested string) string {
 	var cands []Candidate
 	for _, name := range readyPVCs(c) {
 		o, pod := c.obs[name], c.pods[name]
-		if name == c.pg.Status.Primary || pod == nil || !podReady(pod) || !o.Reachable || !o.InRecovery {
+		if name == c.pg.Status.Primary || pod == nil || !podRunning(pod) || !o.Reachable || !o.InRecovery {
 			continue
 		}
 		if name == requested {

@@ -6,6 +6,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,16 +21,17 @@ import (
 	"homeostat.dev/homeostat/render/api/v1alpha1"
 )
 
-// finalize applies the deletion policy: pods, Jobs and Services go; volume
-// claims and credential Secrets stay (so a Postgres re-created with the same
-// name finds its data and passwords) unless spec.deletionPolicy is Delete.
+// finalize applies the deletion policy: pods, Jobs, Services and disruption
+// budgets go; volume claims and credential Secrets stay (so a Postgres
+// re-created with the same name finds its data and passwords) unless
+// spec.deletionPolicy is Delete.
 func (r *PostgresReconciler) finalize(ctx context.Context, pg *v1alpha1.Postgres) error {
 	if !controllerutil.ContainsFinalizer(pg, FinalizerName) {
 		return nil
 	}
 	ns, sel := client.InNamespace(pg.Namespace), client.MatchingLabels{LabelCluster: pg.Name}
 	bg := client.PropagationPolicy(metav1.DeletePropagationBackground)
-	lists := []client.ObjectList{&corev1.PodList{}, &batchv1.JobList{}, &corev1.ServiceList{}}
+	lists := []client.ObjectList{&corev1.PodList{}, &batchv1.JobList{}, &corev1.ServiceList{}, &policyv1.PodDisruptionBudgetList{}}
 	if pg.Spec.DeletionPolicy == "Delete" {
 		lists = append(lists, &corev1.PersistentVolumeClaimList{}, &corev1.SecretList{})
 	}
@@ -82,10 +84,12 @@ func (r *PostgresReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&batchv1.Job{}, byCluster).
 		Watches(&corev1.PersistentVolumeClaim{}, byCluster).
 		Watches(&v1alpha1.Backup{}, byCluster).
-		// A hand edit of the instances' identity is put back at once.
+		// A hand edit of the instances' identity or of a disruption
+		// budget is put back at once.
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&rbacv1.Role{}).
 		Owns(&rbacv1.RoleBinding{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
 		// A Stalled cluster waits for its S3 secret: creating or fixing it
 		// wakes the cluster up. Metadata is all the mapping needs, so the
 		// data of the cluster's Secrets is never held in the cache.

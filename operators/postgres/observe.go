@@ -86,15 +86,12 @@ func quoteConnValue(s string) string {
 	return string(append(out, '\''))
 }
 
-// observeInstance asks one instance for its role, timeline and WAL positions.
-func observeInstance(ctx context.Context, addr string, password superLogin) Observation {
+// observeInstance asks one instance (db, at addr) for its role, timeline
+// and WAL positions.
+func observeInstance(ctx context.Context, db *sql.DB, addr string) Observation {
 	ctx, cancel := context.WithTimeout(ctx, 8*time.Second)
 	defer cancel()
-	db, err := pgConn(addr, password)
-	if err != nil {
-		return Observation{Err: err}
-	}
-	defer db.Close()
+	var err error
 	var o Observation
 	var dataDir string
 	if err := db.QueryRowContext(ctx, `SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names'), current_setting('data_directory')`).
@@ -199,6 +196,11 @@ func setSyncStandbyNames(ctx context.Context, addr string, password superLogin, 
 		return err
 	}
 	defer db.Close()
+	return setSyncStandbyNamesOn(ctx, db, addr, value)
+}
+
+// setSyncStandbyNamesOn is setSyncStandbyNames on an open connection.
+func setSyncStandbyNamesOn(ctx context.Context, db *sql.DB, addr, value string) error {
 	if _, err := db.ExecContext(ctx, `ALTER SYSTEM SET synchronous_standby_names = `+pq.QuoteLiteral(value)); err != nil {
 		return fmt.Errorf("set synchronous_standby_names on %s: %w", addr, err)
 	}
@@ -208,18 +210,13 @@ func setSyncStandbyNames(ctx context.Context, addr string, password superLogin, 
 	return nil
 }
 
-// syncSlots makes the primary at addr hold a physical replication slot for
+// syncSlotsOn makes the primary (db, at addr) hold a physical replication slot for
 // each replica in want, and drops the cluster's slots (names starting with
 // prefix) that no instance in keep or want needs any more, so they do not
 // keep WAL forever.
 // A promoted replica starts without the slots its old primary had. It
 // returns which slots are in use (a replica streams through it).
-func syncSlots(ctx context.Context, addr string, password superLogin, prefix string, want, keep []string) (active map[string]bool, created, dropped []string, err error) {
-	db, err := pgConn(addr, password)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	defer db.Close()
+func syncSlotsOn(ctx context.Context, db *sql.DB, addr, prefix string, want, keep []string) (active map[string]bool, created, dropped []string, err error) {
 	rows, err := db.QueryContext(ctx, `SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'`)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("list replication slots on %s: %w", addr, err)

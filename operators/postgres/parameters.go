@@ -22,9 +22,16 @@ const ConditionParametersApplied = "ParametersApplied"
 // that needs a restart is written and reported (condition
 // ParametersApplied, reason RestartPending) rather than restarted by force.
 // Names that left the spec are reset, once every instance took the spec.
+// Once every instance has the spec and none waits for a restart, the step
+// is skipped until spec.parameters or the instances change
+// (AnnotationParametersSynced).
 func (r *PostgresReconciler) applyParameters(ctx context.Context, c *cluster) error {
 	primary := c.pg.Status.Primary
 	if o := c.obs[primary]; primary == "" || !o.Reachable || o.InRecovery {
+		return nil
+	}
+	key := parametersKey(c)
+	if c.pg.Annotations[AnnotationParametersSynced] == key {
 		return nil
 	}
 	want := lowerKeys(c.pg.Spec.Parameters)
@@ -36,17 +43,17 @@ func (r *PostgresReconciler) applyParameters(ctx context.Context, c *cluster) er
 	}
 	order := append(replicasOf(c), primary)
 	var pending []string
-	everywhere := true
+	everywhere, wrote := true, false
 	for _, name := range order {
 		if o := c.obs[name]; !o.Reachable {
 			everywhere = false
 			continue
 		}
-		addr, err := r.resolver()(ctx, c.pg.Namespace, name)
+		db, _, err := r.conn(ctx, c, name)
 		if err != nil {
 			return err
 		}
-		changed, restart, err := setParameters(ctx, addr, c.login(name), want, reset)
+		changed, restart, err := setParametersOn(ctx, db, want, reset)
 		if err != nil {
 			// A value the server refuses must not hold up the rest of the
 			// workflow (replicas, failover): say so and go on.
@@ -54,6 +61,7 @@ func (r *PostgresReconciler) applyParameters(ctx context.Context, c *cluster) er
 			return nil
 		}
 		if len(changed) > 0 {
+			wrote = true
 			r.event(c.pg, "ParametersApplied", "%s: %s", name, strings.Join(changed, ", "))
 		}
 		if len(restart) > 0 {
@@ -69,7 +77,17 @@ func (r *PostgresReconciler) applyParameters(ctx context.Context, c *cluster) er
 	}
 	names := sortedKeys(want)
 	if everywhere && c.pg.Annotations[AnnotationParameters] != strings.Join(names, ",") {
-		return r.annotate(ctx, c.pg, AnnotationParameters, strings.Join(names, ","))
+		if err := r.annotate(ctx, c.pg, AnnotationParameters, strings.Join(names, ",")); err != nil {
+			return err
+		}
+	}
+	if everywhere && len(pending) == 0 && !wrote {
+		// Every instance had the spec already and none waits for a
+		// restart (a pass that wrote something is checked by the next:
+		// the reload is asynchronous, so pending_restart shows late): the
+		// next reconciles skip this step until the spec or the members
+		// change.
+		return r.annotate(ctx, c.pg, AnnotationParametersSynced, key)
 	}
 	return nil
 }
@@ -104,6 +122,11 @@ func setParameters(ctx context.Context, addr string, superPassword superLogin, w
 		return nil, nil, err
 	}
 	defer func() { _ = db.Close() }()
+	return setParametersOn(ctx, db, want, reset)
+}
+
+// setParametersOn is setParameters on an open connection.
+func setParametersOn(ctx context.Context, db *sql.DB, want map[string]string, reset []string) (changed, restart []string, err error) {
 	current, err := autoConf(ctx, db)
 	if err != nil {
 		return nil, nil, err

@@ -100,6 +100,10 @@ type cluster struct {
 	backups   []v1alpha1.Backup
 	// nextBackup is when the schedule asks for the next backup.
 	nextBackup time.Time
+	// conns are this reconcile's connections, one per instance (see conn).
+	conns map[string]*instanceConn
+	// secretVersions are the credential secrets' resourceVersions, by kind.
+	secretVersions map[string]string
 }
 
 // step is one named stage of the workflow; a step returns errWait (through
@@ -116,6 +120,7 @@ func (r *PostgresReconciler) steps() []step {
 		{"EnsureSecrets", r.ensureSecrets},
 		{"EnsureTLS", r.ensureTLS},
 		{"EnsureServices", r.ensureServices},
+		{"EnsureDisruptionBudgets", r.ensureDisruptionBudgets},
 		{"Observe", r.observe},
 		// Before any Job or pod: they run as the cluster's ServiceAccount.
 		{"EnsureAccess", r.ensureAccess},
@@ -149,7 +154,8 @@ func (r *PostgresReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 		}
 	}
-	c := &cluster{pg: pg, requeue: r.poll()}
+	c := &cluster{pg: pg, requeue: r.poll(), secretVersions: map[string]string{}}
+	defer c.closeConns()
 	orig := pg.DeepCopy()
 	defer func() {
 		stepErr := retErr
@@ -268,6 +274,7 @@ func (r *PostgresReconciler) ensureSecrets(ctx context.Context, c *cluster) erro
 			if kind == SecretSuperuser {
 				c.password = string(existing.Data["password"])
 			}
+			c.secretVersions[kind] = existing.ResourceVersion
 			continue
 		}
 		if !apierrors.IsNotFound(err) {
@@ -284,6 +291,7 @@ func (r *PostgresReconciler) ensureSecrets(ctx context.Context, c *cluster) erro
 		if kind == SecretSuperuser {
 			c.password = creds.Password
 		}
+		c.secretVersions[kind] = s.ResourceVersion
 		r.event(c.pg, "SecretCreated", "created secret %s", s.Name)
 	}
 	return nil
@@ -344,12 +352,12 @@ func (r *PostgresReconciler) observe(ctx context.Context, c *cluster) error {
 		if !podRunning(pod) {
 			continue
 		}
-		addr, err := r.resolver()(ctx, c.pg.Namespace, name)
+		db, addr, err := r.conn(ctx, c, name)
 		if err != nil {
 			c.obs[name] = Observation{Err: err}
 			continue
 		}
-		c.obs[name] = observeInstance(ctx, addr, c.login(name))
+		c.obs[name] = observeInstance(ctx, db, addr)
 	}
 	for name, pod := range c.pods {
 		r.noteSeen(c.pg.Namespace, name, c.obs[name].Reachable, pod.Annotations[AnnotationHeartbeat])
@@ -529,6 +537,11 @@ func (r *PostgresReconciler) join(ctx context.Context, c *cluster, inst string, 
 	if o := c.obs[c.pg.Status.Primary]; !o.Reachable || o.InRecovery {
 		return c.wait(PhaseCreatingReplica, "waiting for primary %s before adding %s", c.pg.Status.Primary, inst)
 	}
+	// The Job clones through NAME-rw, which reaches the primary once its
+	// pod is Ready (its readiness probe passed), a moment after it answers.
+	if pod := c.pods[c.pg.Status.Primary]; c.jobs[JobName(inst, JobJoin)] == nil && (pod == nil || !podReady(pod)) {
+		return c.wait(PhaseCreatingReplica, "waiting for primary %s to be ready before adding %s", c.pg.Status.Primary, inst)
+	}
 	done, err := r.fillVolume(ctx, c, inst, serial, JobJoin, JoinJob(c.pg, inst, r.optionsFor(c)))
 	if err != nil || !done {
 		return errors.Join(err, c.wait(PhaseCreatingReplica, "join job of %s running", inst))
@@ -578,7 +591,7 @@ func (r *PostgresReconciler) syncReplication(ctx context.Context, c *cluster) er
 			slots = append(slots, instance.SlotName(name))
 		}
 	}
-	addr, err := r.resolver()(ctx, c.pg.Namespace, c.pg.Status.Primary)
+	db, addr, err := r.conn(ctx, c, c.pg.Status.Primary)
 	if err != nil {
 		return err
 	}
@@ -587,7 +600,7 @@ func (r *PostgresReconciler) syncReplication(ctx context.Context, c *cluster) er
 	for name := range c.pvcs {
 		keep = append(keep, instance.SlotName(name))
 	}
-	active, created, dropped, err := syncSlots(ctx, addr, c.login(c.pg.Status.Primary), instance.SlotName(c.pg.Name+"-"), slots, keep)
+	active, created, dropped, err := syncSlotsOn(ctx, db, addr, instance.SlotName(c.pg.Name+"-"), slots, keep)
 	if err != nil {
 		return err
 	}
@@ -604,7 +617,7 @@ func (r *PostgresReconciler) syncReplication(ctx context.Context, c *cluster) er
 	if o.SyncStandbyNames == want {
 		return nil
 	}
-	if err := setSyncStandbyNames(ctx, addr, c.login(c.pg.Status.Primary), want); err != nil {
+	if err := setSyncStandbyNamesOn(ctx, db, addr, want); err != nil {
 		return err
 	}
 	r.event(c.pg, "SynchronousStandbysSet", "synchronous_standby_names = %q", want)
@@ -626,7 +639,7 @@ func (r *PostgresReconciler) recloneStuckReplicas(ctx context.Context, c *cluste
 	for _, name := range replicas {
 		key := c.pg.Namespace + "/" + name
 		o, pod := c.obs[name], c.pods[name]
-		if active[instance.SlotName(name)] || pod == nil || !podReady(pod) || !o.Reachable {
+		if active[instance.SlotName(name)] || pod == nil || !podRunning(pod) || !o.Reachable {
 			delete(r.notStreaming, key)
 			continue
 		}
@@ -717,6 +730,11 @@ func rewindFailed(p *corev1.Pod) bool {
 	return false
 }
 
+// podRunning: the pod's process runs. The operator judges the server in
+// it by its own observations, not by the pod's Ready condition: that is the
+// instance manager's verdict for the Services (see readinessProbe), and a
+// replica loses it when its primary is gone, exactly when failover must
+// consider it.
 func podRunning(p *corev1.Pod) bool {
 	return p.DeletionTimestamp.IsZero() && p.Status.Phase == corev1.PodRunning
 }
@@ -725,6 +743,7 @@ func podFailed(p *corev1.Pod) bool {
 	return p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded
 }
 
+// podReady: the pod's Ready condition, which the Services go by.
 func podReady(p *corev1.Pod) bool {
 	if !podRunning(p) {
 		return false

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 
@@ -23,6 +24,11 @@ func syncStandbySlots(ctx context.Context, addr string, password superLogin, pre
 		return err
 	}
 	defer db.Close()
+	return syncStandbySlotsOn(ctx, db, addr, prefix, positions)
+}
+
+// syncStandbySlotsOn is syncStandbySlots on an open connection.
+func syncStandbySlotsOn(ctx context.Context, db *sql.DB, addr, prefix string, positions map[string]LSN) error {
 	rows, err := db.QueryContext(ctx, `SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'`)
 	if err != nil {
 		return fmt.Errorf("list replication slots on %s: %w", addr, err)
@@ -98,9 +104,9 @@ func (r *PostgresReconciler) syncReplicaSlots(ctx context.Context, c *cluster) e
 		if name == c.pg.Status.Primary || !o.Reachable || !o.InRecovery {
 			continue
 		}
-		addr, err := r.resolver()(ctx, c.pg.Namespace, name)
+		db, addr, err := r.conn(ctx, c, name)
 		if err == nil {
-			err = syncStandbySlots(ctx, addr, c.login(name), instance.SlotName(c.pg.Name+"-"), memberPositions(c, name))
+			err = syncStandbySlotsOn(ctx, db, addr, instance.SlotName(c.pg.Name+"-"), memberPositions(c, name))
 		}
 		if err != nil {
 			errs = append(errs, err.Error())

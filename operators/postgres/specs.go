@@ -147,29 +147,17 @@ func InstancePod(pg *v1alpha1.Postgres, instance, role string, o Options) *corev
 	// postgres starts: a former primary rewinds and rejoins.
 	args := []string{binPath, "instance", "run", "--pgdata", pgdataPath, "--owner", owner(pg),
 		"--cluster", pg.Name, "--primary", RWService(pg.Name) + ":" + strconv.Itoa(postgresPort),
-		"--fence-after", failoverDelay(pg).String(), "--tls-dir", tlsMount}
+		"--fence-after", failoverDelay(pg).String(), "--tls-dir", tlsMount, "--health-addr", ":" + strconv.Itoa(healthPort), "--max-lag", maxLag(pg)}
 	spec := podSpec(pg, instance, args, o)
 	spec.RestartPolicy = corev1.RestartPolicyAlways
 	spec.Hostname = instance
 	c := &spec.Containers[0]
 	c.Env = append(c.Env, fieldEnv("POD_NAME", "metadata.name"), fieldEnv("POD_NAMESPACE", "metadata.namespace"))
 	c.Env = append(c.Env, passwordEnv(pg, SecretSuperuser, SecretReplication, SecretApp)...)
-	c.Ports = []corev1.ContainerPort{{Name: "postgres", ContainerPort: postgresPort, Protocol: corev1.ProtocolTCP}}
-	c.ReadinessProbe = &corev1.Probe{
-		ProbeHandler:     corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(postgresPort)}},
-		PeriodSeconds:    2,
-		FailureThreshold: 3,
-	}
-	// Spread instances over nodes when the cluster has several.
-	spec.Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
-		PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
-			Weight: 100,
-			PodAffinityTerm: corev1.PodAffinityTerm{
-				LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{LabelCluster: pg.Name}},
-				TopologyKey:   "kubernetes.io/hostname",
-			},
-		}},
-	}}
+	c.Ports = []corev1.ContainerPort{{Name: "postgres", ContainerPort: postgresPort, Protocol: corev1.ProtocolTCP},
+		{Name: "health", ContainerPort: healthPort, Protocol: corev1.ProtocolTCP}}
+	c.ReadinessProbe = readinessProbe()
+	spec.Affinity, spec.TopologySpreadConstraints = placement(pg)
 	return &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{

@@ -33,7 +33,9 @@ func TestReplicaThatStopsStreamingIsClonedAfresh(t *testing.T) {
 		c.pvcs[n] = get(t, &corev1.PersistentVolumeClaim{}, ns, n)
 	}
 	c.pg.Status.Primary = "db-1"
-	// db-2 streams; db-3 does not.
+	// db-2 streams; db-3 does not, so its readiness probe fails: it is
+	// still a candidate for a fresh clone.
+	c.pods["db-3"].Status.Conditions[0].Status = corev1.ConditionFalse
 	active := map[string]bool{"db_2": true, "db_3": false}
 	step := func(after time.Duration) error {
 		now = now.Add(after)

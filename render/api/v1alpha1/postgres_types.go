@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -95,6 +96,43 @@ type PostgresSpec struct {
 	// +kubebuilder:default=Retain
 	// +optional
 	DeletionPolicy string `json:"deletionPolicy,omitempty"`
+
+	// Affinity is the instance pods' scheduling affinity (node affinity,
+	// pod affinity and anti-affinity), as in a pod spec. Unset, pods have
+	// none and are spread by TopologySpreadConstraints.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+
+	// TopologySpreadConstraints replace the default spread of the instance
+	// pods: one constraint on kubernetes.io/hostname with maxSkew 1 and
+	// whenUnsatisfiable ScheduleAnyway, so instances land on different
+	// nodes where there are nodes enough, and a one-node cluster still
+	// schedules them all.
+	// +optional
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+
+	// Probes tune the instance pods' probes.
+	// +optional
+	Probes *PostgresProbes `json:"probes,omitempty"`
+}
+
+// PostgresProbes tune how an instance's readiness is judged.
+type PostgresProbes struct {
+	// Readiness tunes the readiness probe.
+	// +optional
+	Readiness *ReadinessProbe `json:"readiness,omitempty"`
+}
+
+// ReadinessProbe tunes the instance manager's readiness check: a primary is
+// ready when it accepts writes, a replica when it streams from the primary
+// and has replayed all but MaximumLag of what the primary sent.
+type ReadinessProbe struct {
+	// MaximumLag is how much WAL a streaming replica may have received
+	// from the primary's position but not replayed and still be ready, as
+	// a byte quantity ("64Mi" when unset; "0" asks for none at all).
+	// +kubebuilder:validation:Pattern=`^[0-9]+(Ki|Mi|Gi|Ti)?$`
+	// +optional
+	MaximumLag string `json:"maximumLag,omitempty"`
 }
 
 // PostgresTLS configures the cluster's server certificate.
