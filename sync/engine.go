@@ -53,7 +53,7 @@ func (t Target) labels() map[string]string {
 // Options tune an Engine.
 type Options struct {
 	// Concurrency is how many requests are in flight at once within a stage
-	// (default 16).
+	// (default 16; dry-runs twice as many).
 	Concurrency int
 	// HTTPClient, when set, carries every request (tests wrap its transport to
 	// count writes).

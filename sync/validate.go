@@ -114,11 +114,12 @@ func (e *Engine) validate(ctx context.Context, items []*item, inv Inventory, uid
 // dryRun sends every object marked for writing as a server-side dry-run
 // and returns the refusals. An immutable-field refusal of an object that
 // opted in (or under force) is no refusal: the object is marked to be
-// re-created.
+// re-created. Twice as many dry-runs as writes are in flight: they wait
+// on no etcd commit, and more of them keep the API server busier.
 func (e *Engine) dryRun(ctx context.Context, items []*item, force bool) []Refusal {
 	out := make([]*Refusal, len(items))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(e.concurrency)
+	g.SetLimit(2 * e.concurrency)
 	for i, it := range items {
 		if !it.send {
 			continue
