@@ -29,10 +29,17 @@ func (f *memberFlags) bind(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.fenceAfter, "fence-after", 30*time.Second, "a primary that reaches neither the API server nor any replica for this long shuts down (0: never)")
 }
 
-// membership builds instance.Membership; without --cluster it is empty.
+// membership builds instance.Membership. Without --cluster it names no
+// authority (the data directory's role stays), but with --primary and
+// --name a replica still knows its upstream, so --tls-dir can move its
+// streaming to verify-full.
 func (f *memberFlags) membership(replUser, passfile string) (instance.Membership, error) {
 	if f.cluster == "" {
-		return instance.Membership{}, nil
+		if f.primary == "" || f.name == "" {
+			return instance.Membership{}, nil
+		}
+		up, err := f.upstream(replUser, passfile)
+		return instance.Membership{Name: f.name, Upstream: up}, err
 	}
 	if f.name == "" || f.namespace == "" || f.primary == "" {
 		return instance.Membership{}, usageError{fmt.Errorf("--cluster needs --name, --namespace and --primary")}
