@@ -42,6 +42,7 @@ func TestControllerRoleCoversWhatTheOperatorsDo(t *testing.T) {
 		{"server certificate renewed, ca.crt in the credentials", "update", "", "secrets", ""},
 		{"spec.tls.issuer: a cert-manager Certificate", "create", "cert-manager.io", "certificates", ""},
 		{"spec.tls.issuer: the Certificate follows the instances", "update", "cert-manager.io", "certificates", ""},
+		{"spec.tls.issuer removed: the operator's own CA again", "delete", "cert-manager.io", "certificates", ""},
 		{"volume marked ready after initdb/join", "patch", "", "persistentvolumeclaims", ""},
 		{"volume of a failed join or a removed replica", "delete", "", "persistentvolumeclaims", ""},
 		{"role labels on instance pods", "patch", "", "pods", ""},

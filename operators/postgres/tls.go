@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/lib/pq"
@@ -229,6 +230,14 @@ func (r *PostgresReconciler) ensureOwnCertificate(ctx context.Context, pg *v1alp
 	}
 	if reason == "" {
 		return nil
+	}
+	if exists && server.Labels["controller.cert-manager.io/fao"] != "" || strings.HasPrefix(reason, "it does not verify against the CA") {
+		// Signed by someone else: cert-manager, while spec.tls.issuer was
+		// set. Its Certificate goes first, or it would write the Secret
+		// back.
+		if err := r.dropCertificate(ctx, pg); err != nil {
+			return err
+		}
 	}
 	pair, err := newServerCert(r.Rand, ca, hosts, r.now(), r.serverCertLifetime())
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -101,6 +102,21 @@ func (r *PostgresReconciler) ensureCertificate(ctx context.Context, pg *v1alpha1
 		return fmt.Errorf("update cert-manager Certificate %s: %w", want.GetName(), err)
 	}
 	return nil
+}
+
+// dropCertificate deletes the cluster's cert-manager Certificate, if any
+// (spec.tls.issuer was removed); a cluster without cert-manager installed
+// has none.
+func (r *PostgresReconciler) dropCertificate(ctx context.Context, pg *v1alpha1.Postgres) error {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(CertificateGVK)
+	u.SetNamespace(pg.Namespace)
+	u.SetName(ServerSecretName(pg.Name))
+	err := r.Delete(ctx, u)
+	if err == nil || apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+		return nil
+	}
+	return fmt.Errorf("delete cert-manager Certificate %s: %w", u.GetName(), err)
 }
 
 // specEqual compares the fields the operator sets, as the API server

@@ -130,4 +130,26 @@ func TestIssuerGetsACertManagerCertificateAndItsSecretIsUsed(t *testing.T) {
 	if s := get(t, &corev1.Secret{}, ns, "db-server"); !samePEM(s.Data[keyTLSCert], pair.Cert) {
 		t.Error("the operator overwrote cert-manager's certificate")
 	}
+
+	// Without the issuer the cluster's own CA signs again, and the
+	// Certificate goes, so cert-manager does not write the Secret back.
+	cur := get(t, &v1alpha1.Postgres{}, ns, "db")
+	cur.Spec.TLS = nil
+	if err := env.Client.Update(context.Background(), cur); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcileOnce(t, r, pg); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "db-server"}, cert); !apierrors.IsNotFound(err) {
+		t.Errorf("the Certificate is still there without spec.tls.issuer: %v", err)
+	}
+	own := get(t, &corev1.Secret{}, ns, CASecretName("db"))
+	server := get(t, &corev1.Secret{}, ns, "db-server")
+	if !samePEM(server.Data[keyCACert], own.Data[keyCACert]) || renewal(server.Data[keyTLSCert], own.Data[keyCACert], ServerHosts(cur, []string{"db-1"}), time.Now()) != "" {
+		t.Error("the server certificate is not the cluster CA's after the issuer was removed")
+	}
+	if s := get(t, &corev1.Secret{}, ns, SecretName("db", SecretApp)); !samePEM(s.Data[keyCACert], own.Data[keyCACert]) {
+		t.Error("the app Secret still carries the issuer's CA")
+	}
 }
