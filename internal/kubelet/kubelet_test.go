@@ -233,3 +233,34 @@ func TestServiceProxyFollowsThePodLabels(t *testing.T) {
 		t.Errorf("service address %s is not on loopback", addr)
 	}
 }
+
+// A Secret volume holds the items named (at their paths) and follows the
+// Secret while the pod runs, as a real kubelet's sync does: how a renewed
+// certificate reaches a running instance.
+func TestSecretVolumeHoldsItsItemsAndFollowsTheSecret(t *testing.T) {
+	k, ns := start(t)
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "tls", Namespace: ns},
+		StringData: map[string]string{"tls.crt": "cert-1", "tls.key": "key-1"}}
+	if err := env.Client.Create(context.Background(), sec); err != nil {
+		t.Fatal(err)
+	}
+	spec := podSpec("sleep", "600")
+	spec.Containers[0].VolumeMounts = append(spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "tls", MountPath: "/etc/tls"})
+	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+		SecretName: "tls", Items: []corev1.KeyToPath{{Key: "tls.crt", Path: "server.crt"}}}}})
+	createPod(t, ns, "s", spec)
+	dir := filepath.Join(k.opts.Dir, "volumes", "secrets", "pod_"+ns+"_s_tls")
+	read := func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(dir, name))
+		return string(b)
+	}
+	eventually(t, "the item mounted", func() (bool, string) { return read("server.crt") == "cert-1", read("server.crt") })
+	if _, err := os.Stat(filepath.Join(dir, "tls.key")); err == nil {
+		t.Error("a key not among the items is mounted")
+	}
+	sec.StringData = map[string]string{"tls.crt": "cert-2"}
+	if err := env.Client.Update(context.Background(), sec); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the renewed item", func() (bool, string) { return read("server.crt") == "cert-2", read("server.crt") })
+}

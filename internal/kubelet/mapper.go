@@ -57,7 +57,7 @@ func (m *mapper) volumeDir(v *corev1.Volume) (string, error) {
 		d = filepath.Join(base, "empty", m.w.kind+"_"+m.w.ns+"_"+m.w.name+"_"+v.Name)
 	case v.Secret != nil:
 		d = filepath.Join(base, "secrets", m.w.kind+"_"+m.w.ns+"_"+m.w.name+"_"+v.Name)
-		if err := m.k.writeSecretVolume(m.ctx, m.w.ns, v.Secret, d); err != nil {
+		if err := m.k.writeSecretVolume(m.ctx, m.w.ns, v.Secret, d, m.p.exited); err != nil {
 			return "", err
 		}
 		return d, nil

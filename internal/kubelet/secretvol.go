@@ -18,6 +18,9 @@ import (
 type secretVolume struct {
 	ns  string
 	src *corev1.SecretVolumeSource
+	// done closes when the workload's process ends: its volume is not
+	// refreshed any more.
+	done <-chan struct{}
 }
 
 // secretSyncEvery is how often mounted Secrets are refreshed (a real
@@ -27,7 +30,7 @@ const secretSyncEvery = time.Second
 // writeSecretVolume writes the Secret's keys (or only its items, at their
 // paths) into dir, each file replaced by a rename so a reader never sees
 // half a file, and remembers dir for syncSecretVolumes.
-func (k *Kubelet) writeSecretVolume(ctx context.Context, ns string, src *corev1.SecretVolumeSource, dir string) error {
+func (k *Kubelet) writeSecretVolume(ctx context.Context, ns string, src *corev1.SecretVolumeSource, dir string, done <-chan struct{}) error {
 	var s corev1.Secret
 	if err := k.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: src.SecretName}, &s); err != nil {
 		return fmt.Errorf("secret volume %s: %w", src.SecretName, err)
@@ -64,7 +67,7 @@ func (k *Kubelet) writeSecretVolume(ctx context.Context, ns string, src *corev1.
 	if k.secretVols == nil {
 		k.secretVols = map[string]secretVolume{}
 	}
-	k.secretVols[dir] = secretVolume{ns: ns, src: src}
+	k.secretVols[dir] = secretVolume{ns: ns, src: src, done: done}
 	k.mu.Unlock()
 	return nil
 }
@@ -83,11 +86,16 @@ func (k *Kubelet) syncSecretVolumes(ctx context.Context) {
 		k.mu.Lock()
 		vols := make(map[string]secretVolume, len(k.secretVols))
 		for d, v := range k.secretVols {
-			vols[d] = v
+			select {
+			case <-v.done:
+				delete(k.secretVols, d)
+			default:
+				vols[d] = v
+			}
 		}
 		k.mu.Unlock()
 		for dir, v := range vols {
-			if err := k.writeSecretVolume(ctx, v.ns, v.src, dir); err != nil && ctx.Err() == nil {
+			if err := k.writeSecretVolume(ctx, v.ns, v.src, dir, v.done); err != nil && ctx.Err() == nil {
 				k.logf("refresh secret volume %s: %v", dir, err)
 			}
 		}
