@@ -166,12 +166,15 @@ func (r *PostgresReconciler) ensureTLS(ctx context.Context, c *cluster) error {
 	if err != nil {
 		return err
 	}
-	if tlsIssuer(c.pg) != nil {
-		err = r.ensureCertificate(ctx, c.pg, hosts)
-	} else {
-		err = r.ensureOwnCertificate(ctx, c.pg, hosts)
+	if tlsIssuer(c.pg) == nil {
+		// The CA it just made or read: a cached read of the Secret it
+		// just wrote could still miss it.
+		if c.ca, err = r.ensureOwnCertificate(ctx, c.pg, hosts); err != nil {
+			return err
+		}
+		return r.ensureAppSecretTLS(ctx, c.pg, c.ca)
 	}
-	if err != nil {
+	if err := r.ensureCertificate(ctx, c.pg, hosts); err != nil {
 		return err
 	}
 	var server corev1.Secret
@@ -210,15 +213,15 @@ func (r *PostgresReconciler) serverHosts(ctx context.Context, pg *v1alpha1.Postg
 // server certificate when it is missing or renewal says so. A renewed
 // certificate reaches the instances through the mounted Secret; their
 // managers reload postgres without a restart.
-func (r *PostgresReconciler) ensureOwnCertificate(ctx context.Context, pg *v1alpha1.Postgres, hosts []string) error {
+func (r *PostgresReconciler) ensureOwnCertificate(ctx context.Context, pg *v1alpha1.Postgres, hosts []string) ([]byte, error) {
 	ca, err := r.ensureCA(ctx, pg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var server corev1.Secret
 	err = r.Get(ctx, client.ObjectKey{Namespace: pg.Namespace, Name: ServerSecretName(pg.Name)}, &server)
 	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("read secret %s: %w", ServerSecretName(pg.Name), err)
+		return nil, fmt.Errorf("read secret %s: %w", ServerSecretName(pg.Name), err)
 	}
 	exists := err == nil
 	reason := "it does not exist"
@@ -229,19 +232,19 @@ func (r *PostgresReconciler) ensureOwnCertificate(ctx context.Context, pg *v1alp
 		}
 	}
 	if reason == "" {
-		return nil
+		return ca.Cert, nil
 	}
 	if exists && server.Labels["controller.cert-manager.io/fao"] != "" || strings.HasPrefix(reason, "it does not verify against the CA") {
 		// Signed by someone else: cert-manager, while spec.tls.issuer was
 		// set. Its Certificate goes first, or it would write the Secret
 		// back.
 		if err := r.dropCertificate(ctx, pg); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	pair, err := newServerCert(r.Rand, ca, hosts, r.now(), r.serverCertLifetime())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	want := serverSecret(pg, pair, ca.Cert)
 	if exists {
@@ -251,10 +254,10 @@ func (r *PostgresReconciler) ensureOwnCertificate(ctx context.Context, pg *v1alp
 		err = r.Create(ctx, want)
 	}
 	if err != nil {
-		return fmt.Errorf("write secret %s: %w", want.Name, err)
+		return nil, fmt.Errorf("write secret %s: %w", want.Name, err)
 	}
 	r.event(pg, "CertificateIssued", "server certificate %s (serial %s) issued: %s", want.Name, certSerial(pair.Cert), reason)
-	return nil
+	return ca.Cert, nil
 }
 
 // ensureCA reads the cluster's CA, creating it on first use.
@@ -324,7 +327,11 @@ func tlsIssuer(pg *v1alpha1.Postgres) *v1alpha1.IssuerRef {
 func (r *PostgresReconciler) ensureAppSecretTLS(ctx context.Context, pg *v1alpha1.Postgres, ca []byte) error {
 	for _, kind := range secretKinds {
 		var s corev1.Secret
-		if err := r.Get(ctx, client.ObjectKey{Namespace: pg.Namespace, Name: SecretName(pg.Name, kind)}, &s); err != nil {
+		err := r.Get(ctx, client.ObjectKey{Namespace: pg.Namespace, Name: SecretName(pg.Name, kind)}, &s)
+		if apierrors.IsNotFound(err) {
+			continue // just created, not in the cache yet: the next reconcile
+		}
+		if err != nil {
 			return fmt.Errorf("read secret %s: %w", SecretName(pg.Name, kind), err)
 		}
 		want := credentialData(pg, Credentials{Username: string(s.Data["username"]), Password: string(s.Data["password"]), Database: string(s.Data["dbname"])})
