@@ -17,11 +17,11 @@ import (
 	"time"
 )
 
-// Default certificate lifetimes. The server certificate is renewed once
-// less than a third of its lifetime is left (renewAt), 30 days before it
-// expires by default, as cert-manager does. The CA lives ten years and is
-// not rotated: rotating a CA means shipping a new trust anchor to every
-// client first.
+// Default certificate lifetimes. Both are renewed once less than a third
+// of their lifetime is left (renewAt), as cert-manager does: the server
+// certificate 30 days before it expires; the CA, after some six and a half
+// years, with the same key and name (renewCA), so certificates it signed
+// and clients holding its previous certificate keep verifying.
 const (
 	DefaultServerCertLifetime = 90 * 24 * time.Hour
 	DefaultCALifetime         = 10 * 365 * 24 * time.Hour
@@ -46,6 +46,35 @@ func newCA(rnd io.Reader, cluster string, now time.Time, lifetime time.Duration)
 	if err != nil {
 		return keyPair{}, fmt.Errorf("generate CA key: %w", err)
 	}
+	return signCA(rnd, key, cluster, now, lifetime)
+}
+
+// caRenewal says why the CA's certificate must be made again ("" when it
+// is fine): a third of its lifetime left.
+func caRenewal(ca keyPair, now time.Time) string {
+	cert, err := parseCert(ca.Cert)
+	if err != nil {
+		return "the CA certificate does not parse"
+	}
+	if now.After(renewAt(cert)) {
+		return fmt.Sprintf("the CA expires at %s", cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return ""
+}
+
+// renewCA makes the CA's certificate again with the same key and name:
+// certificates signed under the previous one verify against the new one,
+// and clients that still hold the previous one verify new certificates
+// until it expires.
+func renewCA(rnd io.Reader, ca keyPair, cluster string, now time.Time, lifetime time.Duration) (keyPair, error) {
+	_, key, err := parsePair(ca)
+	if err != nil {
+		return keyPair{}, err
+	}
+	return signCA(rnd, key, cluster, now, lifetime)
+}
+
+func signCA(rnd io.Reader, key *ecdsa.PrivateKey, cluster string, now time.Time, lifetime time.Duration) (keyPair, error) {
 	serial, err := newSerial(rnd)
 	if err != nil {
 		return keyPair{}, err

@@ -142,3 +142,47 @@ func TestParsePairRefusesAKeyOfAnotherCertificate(t *testing.T) {
 		t.Fatalf("mismatched pair: %v", err)
 	}
 }
+
+// The CA is renewed with a third of its life left, with the same key and
+// name: certificates signed before verify against the new CA certificate,
+// and certificates signed after verify against the old one (what clients
+// that have not reloaded ca.crt yet hold).
+func TestCARenewalKeepsTrustBothWays(t *testing.T) {
+	const life = 90 * time.Minute
+	ca, err := newCA(nil, "shop/db", certNow, life)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewPoint := certNow.Add(life).Add(-(life + backdate(life)) / 3)
+	for _, tt := range []struct {
+		at   time.Time
+		want string
+	}{{certNow, ""}, {renewPoint.Add(-time.Second), ""}, {renewPoint.Add(time.Second), "the CA expires at"}} {
+		if got := caRenewal(ca, tt.at); (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+			t.Errorf("caRenewal at %s = %q, want %q", tt.at, got, tt.want)
+		}
+	}
+	later := renewPoint.Add(time.Second)
+	renewed, err := renewCA(nil, ca, "shop/db", later, life)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if samePEM(renewed.Cert, ca.Cert) || caRenewal(renewed, later) != "" {
+		t.Fatal("the renewed CA is the old one, or due again at once")
+	}
+	hosts := []string{"db-rw"}
+	before, err := newServerCert(nil, ca, hosts, certNow, 2*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := newServerCert(nil, renewed, hosts, later, 2*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := renewal(before.Cert, renewed.Cert, hosts, later.Add(time.Minute)); r != "" {
+		t.Errorf("a certificate signed before the renewal against the renewed CA: %s", r)
+	}
+	if r := renewal(after.Cert, ca.Cert, hosts, later.Add(time.Minute)); r != "" {
+		t.Errorf("a certificate signed after the renewal against the previous CA certificate: %s", r)
+	}
+}

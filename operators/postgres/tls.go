@@ -260,15 +260,17 @@ func (r *PostgresReconciler) ensureOwnCertificate(ctx context.Context, pg *v1alp
 	return ca.Cert, nil
 }
 
-// ensureCA reads the cluster's CA, creating it on first use.
+// ensureCA reads the cluster's CA, creating it on first use and renewing
+// its certificate (same key) with a third of its lifetime left.
 func (r *PostgresReconciler) ensureCA(ctx context.Context, pg *v1alpha1.Postgres) (keyPair, error) {
 	var s corev1.Secret
 	err := r.Get(ctx, client.ObjectKey{Namespace: pg.Namespace, Name: CASecretName(pg.Name)}, &s)
 	if err == nil {
-		if _, _, perr := parsePair(keyPair{Cert: s.Data[keyCACert], Key: s.Data[keyCAKey]}); perr != nil {
+		ca := keyPair{Cert: s.Data[keyCACert], Key: s.Data[keyCAKey]}
+		if _, _, perr := parsePair(ca); perr != nil {
 			return keyPair{}, fmt.Errorf("secret %s: %w (delete it to have a new CA made)", s.Name, perr)
 		}
-		return keyPair{Cert: s.Data[keyCACert], Key: s.Data[keyCAKey]}, nil
+		return r.renewCAIfDue(ctx, pg, &s, ca)
 	}
 	if !apierrors.IsNotFound(err) {
 		return keyPair{}, fmt.Errorf("read secret %s: %w", CASecretName(pg.Name), err)
@@ -288,6 +290,25 @@ func (r *PostgresReconciler) ensureCA(ctx context.Context, pg *v1alpha1.Postgres
 	}
 	r.event(pg, "SecretCreated", "created certificate authority %s", sec.Name)
 	return ca, nil
+}
+
+// renewCAIfDue renews the CA's certificate in its Secret when caRenewal
+// says so; the server certificate is then issued again with it.
+func (r *PostgresReconciler) renewCAIfDue(ctx context.Context, pg *v1alpha1.Postgres, s *corev1.Secret, ca keyPair) (keyPair, error) {
+	reason := caRenewal(ca, r.now())
+	if reason == "" {
+		return ca, nil
+	}
+	renewed, err := renewCA(r.Rand, ca, pg.Namespace+"/"+pg.Name, r.now(), r.caLifetime())
+	if err != nil {
+		return keyPair{}, err
+	}
+	s.Data[keyCACert] = renewed.Cert
+	if err := r.Update(ctx, s); err != nil {
+		return keyPair{}, fmt.Errorf("renew the CA in secret %s: %w", s.Name, err)
+	}
+	r.event(pg, "CertificateAuthorityRenewed", "CA %s renewed with the same key (serial %s): %s", s.Name, certSerial(renewed.Cert), reason)
+	return renewed, nil
 }
 
 // serverSecret is the kubernetes.io/tls Secret instances mount.
