@@ -181,7 +181,7 @@ func watchTLS(ctx context.Context, opts RunOptions, interval time.Duration, relo
 		if n%6 != 0 {
 			continue
 		}
-		if upgraded, err := upgradeUpstream(opts); err != nil {
+		if upgraded, err := upgradeUpstream(opts, log); err != nil {
 			log.Warn("could not move streaming to verify-full", "err", err)
 		} else if upgraded {
 			reload()
@@ -218,11 +218,12 @@ func upstreamSSL(pgdata string, up Upstream) Upstream {
 // upgradeUpstream moves a standby that streams without verification to
 // verify-full once its primary serves the cluster's certificate, and says
 // whether it did (postgres must then reload).
-func upgradeUpstream(opts RunOptions) (bool, error) {
+func upgradeUpstream(opts RunOptions, log *slog.Logger) (bool, error) {
 	if opts.TLS == nil || opts.Membership.Upstream.SSLRootCert == "" || !isFollowing(opts) || conninfoVerifies(opts.PGData) {
 		return false, nil
 	}
-	if upstreamVerified(opts.Membership.Upstream, upstreamProbeTimeout) != nil {
+	if err := upstreamVerified(opts.Membership.Upstream, upstreamProbeTimeout); err != nil {
+		log.Info("streaming from the primary without verification: it serves no certificate of the cluster CA yet", "primary", opts.Membership.Upstream.Host, "err", err)
 		return false, nil
 	}
 	return true, writeStandbyConfig(opts)

@@ -102,7 +102,14 @@ func TestClusterFromBeforeTLSMovesToVerifiedStreaming(t *testing.T) {
 	src := writeServerSecret(t)
 	tlsFlags := []string{"--tls-dir", src, "--tls-poll", "1s"}
 
-	r.runWith(t, nil, append(tlsFlags, "--primary", primary, "--name", "replica-1")...)
+	rr := r.runWith(t, nil, append(tlsFlags, "--primary", primary, "--name", "replica-1")...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("replica's instance run:\n%s", rr.out.String())
+			b, _ := os.ReadFile(filepath.Join(r.pgdata, instance.ConfFile))
+			t.Logf("replica's %s:\n%s", instance.ConfFile, b)
+		}
+	})
 	rdb, pdb := r.superuser(t), p.superuser(t)
 	if _, err := pdb.Exec("CREATE TABLE t (v int); INSERT INTO t VALUES (1)"); err != nil {
 		t.Fatal(err)
