@@ -155,6 +155,17 @@ func TestInstancesGetExactlyTheAccessInstanceRunNeeds(t *testing.T) {
 			}
 		}, false, false},
 	}
+	// A deleted ServiceAccount would invalidate the pods' tokens; it is
+	// created again.
+	if err := env.Client.Delete(ctx, get(t, &corev1.ServiceAccount{}, ns, "db")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcileOnce(t, r, pg); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, &corev1.ServiceAccount{}, ns, "db"); !metav1.IsControlledBy(got, pg) {
+		t.Errorf("service account db not put back as the Postgres': owners %v", got.OwnerReferences)
+	}
 	for _, tt := range edits {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.edit(t)
