@@ -113,3 +113,19 @@ func (k *Kubelet) runHTTPProbe(ctx context.Context, pod *corev1.Pod, rp *corev1.
 	_ = resp.Body.Close()
 	return resp.StatusCode >= 200 && resp.StatusCode < 400
 }
+
+// PortAddr is the loopback address standing for a running pod's declared
+// containerPort: where a test reaches, say, a pod's health endpoint.
+func (k *Kubelet) PortAddr(ns, pod string, containerPort int32) (string, error) {
+	k.mu.Lock()
+	p := k.procs["pod/"+ns+"/"+pod]
+	k.mu.Unlock()
+	if p == nil {
+		return "", fmt.Errorf("no running pod %s/%s", ns, pod)
+	}
+	local, err := k.declaredPort(workload{kind: "pod", ns: ns, name: pod}, containerPort)
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(local)), nil
+}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -108,6 +110,25 @@ func (s *story) podReadyIs(name string, want bool) {
 	})
 }
 
+// readyzSays waits until an instance manager's health endpoint answers
+// with code and a body that contains want.
+func (s *story) readyzSays(pod string, code int, want string) {
+	s.t.Helper()
+	s.eventually(fmt.Sprintf("%s /readyz answers %d %q", pod, code, want), time.Minute, func() (bool, string) {
+		addr, err := s.kube.PortAddr(s.ns, pod, healthPort)
+		if err != nil {
+			return false, err.Error()
+		}
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == code && strings.Contains(string(body), want), fmt.Sprintf("%d %s", resp.StatusCode, body)
+	})
+}
+
 // budgetsSelect checks the cluster's disruption budgets: owned by the
 // Postgres, the primary's allowing no eviction and selecting exactly the
 // primary's pod, the replicas' allowing one and selecting the replica.
@@ -149,8 +170,11 @@ func (s *story) budgetsSelect(cluster, primary, replica string) {
 // again once it streams and has caught up.
 func (s *story) replicaReadinessFollowsStreaming(primary, replica string) {
 	t := s.t
+	s.readyzSays(primary, http.StatusOK, "primary: accepts writes")
+	s.readyzSays(replica, http.StatusOK, "replica: streams from the primary")
 	s.kube.Partition(s.ns, replica)
 	s.podReadyIs(replica, false)
+	s.readyzSays(replica, http.StatusServiceUnavailable, "replica: not streaming from the primary")
 	s.podReadyIs(primary, true)
 	s.kube.Heal(s.ns, replica)
 	s.podReadyIs(replica, true)
@@ -174,6 +198,7 @@ func (s *story) replicaReadinessFollowsStreaming(primary, replica string) {
 		t.Fatal(err)
 	}
 	s.podReadyIs(replica, false)
+	s.readyzSays(replica, http.StatusServiceUnavailable, "bytes behind the primary (bound 1048576)")
 	var status string
 	if err := rdb.QueryRowContext(s.ctx, `SELECT status FROM pg_stat_wal_receiver`).Scan(&status); err != nil || status != "streaming" {
 		t.Errorf("the lagging replica's WAL receiver: %q (%v), want streaming: not ready for its lag alone", status, err)
