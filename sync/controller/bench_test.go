@@ -2,8 +2,8 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"io/fs"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -13,11 +13,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"homeostat.dev/homeostat/render"
 	"homeostat.dev/homeostat/render/api/v1alpha1"
 	hsync "homeostat.dev/homeostat/sync"
 	"homeostat.dev/homeostat/sync/source"
@@ -52,12 +50,18 @@ spec:
 // everything applied and a Snapshot written (fetch, render, apply, prune,
 // snapshot; wait off, as no Deployment becomes ready without nodes), then
 // an interval sync with nothing to do, then a commit changing one App.
-// Services are made headless after rendering: the test API server's
-// service IP range holds only 256 addresses.
-func BenchmarkRunnerSync1000Apps(b *testing.B) {
+// Services get real ClusterIPs from the test API server's /16 range.
+func BenchmarkRunnerSync1000Apps(b *testing.B) { benchRunner(b, 1000) }
+
+// BenchmarkRunnerSync10000Apps is the same at 30,000 objects: the
+// controller's heap with its watch caches, the interval sync with nothing
+// to do, and the Sync status and Snapshot as etcd stores them.
+func BenchmarkRunnerSync10000Apps(b *testing.B) { benchRunner(b, 10000) }
+
+func benchRunner(b *testing.B, apps int) {
 	ctx := context.Background()
 	for iter := 0; b.Loop(); iter++ {
-		prefix := fmt.Sprintf("r%d-", iter)
+		prefix := fmt.Sprintf("r%d-%d-", apps, iter)
 		for i := range 20 {
 			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%steam-%d", prefix, i)}}
 			if err := env.Client.Create(ctx, ns); err != nil {
@@ -79,11 +83,12 @@ func BenchmarkRunnerSync1000Apps(b *testing.B) {
 			b.Fatal(err)
 		}
 		repo := newGitRepo(b, filepath.Join(b.TempDir(), "repo.git"))
-		repo.commit("1000 apps", benchAppFiles(prefix, 1000, "v1"))
-		runner := &Runner{Client: c, Engine: eng, Render: headlessRender,
+		repo.commit("apps", benchAppFiles(prefix, apps, "v1"))
+		runner := &Runner{Client: c, Engine: eng,
 			Source: GitSource{Fetcher: &source.Fetcher{CacheDir: b.TempDir()}, Client: c}}
 		s := &v1alpha1.Sync{ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: prefix + "team-0"},
-			Spec: v1alpha1.SyncSpec{URL: repo.url(), Path: "./", Wait: new(false)}}
+			Spec: v1alpha1.SyncSpec{URL: repo.url(), Path: "./", Wait: new(false),
+				Timeout: &metav1.Duration{Duration: 20 * time.Minute}}}
 		if err := c.Create(ctx, s); err != nil {
 			b.Fatal(err)
 		}
@@ -123,7 +128,7 @@ func BenchmarkRunnerSync1000Apps(b *testing.B) {
 			b.Fatalf("no-op sync did something: %s", noop.Changes.Summary())
 		}
 
-		repo.commit("bump app-0007", benchAppFiles(prefix, 1000, "v2"))
+		repo.commit("bump app-0007", benchAppFiles(prefix, apps, "v2"))
 		w.reset()
 		one, oneD := sync(TriggerInterval)
 		objectWrites := 0
@@ -149,19 +154,23 @@ func BenchmarkRunnerSync1000Apps(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportMetric(float64(len(snap.Status.Objects))/1024, "snapshot-objects-KiB")
+		b.ReportMetric(float64(jsonSize(b, &snap))/1024, "snapshot-KiB")
+		var stored v1alpha1.Sync
+		if err := c.Get(ctx, client.ObjectKeyFromObject(s), &stored); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(jsonSize(b, &stored))/1024, "sync-KiB")
 		b.Logf("no-op timings %+v", noop.Timings)
 		b.Logf("one-app commit: timings %+v\n%s", one.Timings, one.Changes.String())
 	}
 }
 
-// headlessRender renders, then makes Services headless (no ClusterIP to allocate).
-func headlessRender(fsys fs.FS, dir string) ([]render.Object, []render.Problem) {
-	res := render.RenderPath(fsys, dir)
-	objs, problems := res.Objects, res.Problems
-	for _, o := range objs {
-		if o.Object.GetKind() == "Service" {
-			_ = unstructured.SetNestedField(o.Object.Object, "None", "spec", "clusterIP")
-		}
+// jsonSize is how large an object is as the API server stores it (JSON).
+func jsonSize(b *testing.B, o any) int {
+	b.Helper()
+	body, err := json.Marshal(o)
+	if err != nil {
+		b.Fatal(err)
 	}
-	return objs, problems
+	return len(body)
 }
