@@ -356,11 +356,10 @@ func (r *PostgresReconciler) ensureAppSecretTLS(ctx context.Context, pg *v1alpha
 			return fmt.Errorf("read secret %s: %w", SecretName(pg.Name, kind), err)
 		}
 		want := credentialData(pg, Credentials{Username: string(s.Data["username"]), Password: string(s.Data["password"]), Database: string(s.Data["dbname"])})
-		changed := !samePEM(s.Data[keyCACert], ca)
-		for _, k := range []string{"sslmode", "sslrootcert", "uri", "jdbc-uri"} {
-			changed = changed || string(s.Data[k]) != want[k]
-		}
-		if !changed {
+		// The URIs are rewritten only for a Secret without the TLS keys
+		// (made before TLS): a password changed by hand, with or without
+		// its uri, is the user's to keep in step, as before.
+		if samePEM(s.Data[keyCACert], ca) && string(s.Data["sslmode"]) == want["sslmode"] && string(s.Data["sslrootcert"]) == want["sslrootcert"] {
 			continue
 		}
 		if s.Data == nil {

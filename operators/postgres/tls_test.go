@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -70,5 +71,40 @@ func TestPodsMadeBeforeTLSAreReachedAsTheyServe(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Credential Secrets made before TLS existed get ca.crt and verify-full
+// URIs with their own passwords; a password changed by hand later is left
+// alone, its uri with it.
+func TestSecretsMadeBeforeTLSGetTheCAAndVerifyFullURIs(t *testing.T) {
+	ns := newNamespace(t)
+	pg := createPostgres(t, ns, nil)
+	old := CredentialSecret(pg, SecretApp, Credentials{Username: "shop", Password: "kept", Database: "shop"})
+	delete(old.StringData, "sslmode")
+	delete(old.StringData, "sslrootcert")
+	old.StringData["uri"] = "postgresql://shop:kept@db-rw." + ns + ".svc:5432/shop"
+	if err := env.Client.Create(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	r := newReconciler()
+	if _, err := reconcileOnce(t, r, pg); err != nil {
+		t.Fatal(err)
+	}
+	app := get(t, &corev1.Secret{}, ns, "db-app")
+	server := get(t, &corev1.Secret{}, ns, ServerSecretName("db"))
+	if string(app.Data["password"]) != "kept" || !samePEM(app.Data[keyCACert], server.Data[keyCACert]) ||
+		string(app.Data["uri"]) != "postgresql://shop:kept@db-rw."+ns+".svc:5432/shop?sslmode=verify-full&sslrootcert=%2Fetc%2Fhomeostat%2Fpostgres%2Fdb%2Fca.crt" {
+		t.Fatalf("app secret after the first reconcile: password %q, uri %q, ca.crt %v", app.Data["password"], app.Data["uri"], len(app.Data[keyCACert]) > 0)
+	}
+	app.Data["password"] = []byte("by-hand")
+	if err := env.Client.Update(context.Background(), app); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcileOnce(t, r, pg); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, &corev1.Secret{}, ns, "db-app"); got.ResourceVersion != app.ResourceVersion && string(got.Data["uri"]) != string(app.Data["uri"]) {
+		t.Errorf("the operator rewrote the uri of a password changed by hand: %q", got.Data["uri"])
 	}
 }
