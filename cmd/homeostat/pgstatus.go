@@ -56,6 +56,7 @@ func printPGStatus(w io.Writer, pg *v1alpha1.Postgres, backups []v1alpha1.Backup
 	if err := printInstances(w, st.Instances); err != nil {
 		return err
 	}
+	printRollout(w, pg)
 
 	fmt.Fprintf(w, "\nBackups: last %s, recoverable from %s\n", timeOrNever(st.LastBackup, now), timeOrNever(st.FirstRecoverabilityPoint, now))
 	if c := meta.FindStatusCondition(st.Conditions, postgres.ConditionContinuousArchiving); c != nil {
@@ -117,6 +118,25 @@ func printInstances(w io.Writer, instances []v1alpha1.InstanceStatus) error {
 		fmt.Fprintf(tw, "%s\t%s\t%t\t%d\t%s\t%s\t%s\t%s\n", in.Name, in.Role, in.Ready, in.Timeline, orDash(in.LSN), lag, data, free)
 	}
 	return tw.Flush()
+}
+
+// printRollout says which instances a rolling update has still to replace
+// and what it does now (the Ready condition's message); nothing when every
+// instance runs the current spec.
+func printRollout(w io.Writer, pg *v1alpha1.Postgres) {
+	var outdated []string
+	for _, in := range pg.Status.Instances {
+		if in.Outdated != "" {
+			outdated = append(outdated, in.Name+" ("+in.Outdated+")")
+		}
+	}
+	if len(outdated) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nOutdated: %s\n", strings.Join(outdated, ", "))
+	if c := meta.FindStatusCondition(pg.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Status != metav1.ConditionTrue {
+		fmt.Fprintf(w, "Rolling update: %s: %s\n", c.Reason, c.Message)
+	}
 }
 
 // timeOrNever prints t with its age, or "never".

@@ -220,12 +220,17 @@ func (s *story) count(db *sql.DB) (int, error) {
 // a backup in S3, the primary's process killed and the most advanced replica
 // promoted with every committed row, a switchover on request, a new cluster
 // restored from the backup to a point in time, a scale-down committed to git,
+// a restart setting committed to git that the sync waits to see rolled out,
 // and a deletion that keeps the volumes.
 func TestPostgresStory(t *testing.T) {
 	s := startStory(t)
 	// The cluster as a user commits it; `homeostat sync --once` applies it
 	// and waits until it is healthy (Ready), with the operator running.
-	manifest := func(instances int) string {
+	manifest := func(instances int, maxConnections ...string) string {
+		conns := "150"
+		if len(maxConnections) > 0 {
+			conns = maxConnections[0]
+		}
 		return fmt.Sprintf(`apiVersion: homeostat.dev/v1alpha1
 kind: Postgres
 metadata: {name: shopdb, namespace: %[1]s}
@@ -237,12 +242,12 @@ spec:
   database: shop
   failoverDelay: 3s
   # Above the default: replicas must get it too, or hot standby refuses.
-  parameters: {max_connections: "150"}
+  parameters: {max_connections: "%[4]s"}
   backup:
     s3: {endpoint: "%[2]s", bucket: pgbackups, path: %[1]s/shopdb, insecure: true, secretRef: {name: s3-creds}}
     schedule: "@every 30s"
     keep: 7
-`, s.ns, s.s3.Endpoint, instances)
+`, s.ns, s.s3.Endpoint, instances, conns)
 	}
 	s.commitAndSync("shopdb.yaml", manifest(3))
 	pg := s.waitReady("shopdb", 3)
@@ -406,6 +411,15 @@ spec:
 		return ok, fmt.Sprintf("primary %s, instances %+v", p.Status.Primary, p.Status.Instances)
 	})
 	s.waitStreaming("shopdb", 1)
+
+	// A setting that needs a restart, committed to git: the sync's health
+	// wait holds until the rolling update is done, so when it returns
+	// every instance runs with it.
+	s.commitAndSync("shopdb.yaml", manifest(2, "160"))
+	if ok, why := s.current("shopdb"); !ok {
+		t.Errorf("sync returned before the rolling update finished: %s", why)
+	}
+	s.settingEverywhere("shopdb", "max_connections", "160")
 
 	// Deleting a Postgres stops its instances and keeps its volume.
 	s.deleteKeepsVolumes("shopdb-pitr")

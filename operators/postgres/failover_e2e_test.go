@@ -35,7 +35,8 @@ const (
 // replica streaming through its slot, synchronous on) within the promised
 // times, and no instance is cloned again (the old primary rewinds and
 // rejoins). With two of three instances lost, nothing is promoted until
-// `homeostat pg promote --force`.
+// `homeostat pg promote --force`. In between, two rolling updates run under
+// the load: every pod replaced on its own volume, the primary last.
 func TestFailoverKeepsEveryPromise(t *testing.T) {
 	s := startStory(t)
 	pg := &v1alpha1.Postgres{
@@ -88,6 +89,10 @@ func TestFailoverKeepsEveryPromise(t *testing.T) {
 	if pause > slack*promiseSwitchPause {
 		t.Errorf("writes paused %s during the switchover, promised < %s", pause, promiseSwitchPause)
 	}
+	// Rolling updates under the same load (rollout_e2e_test.go): a new
+	// image, then a restart setting with primaryUpdateStrategy supervised.
+	s.rollImageUnderLoad("ha", load)
+	s.rollSupervised("ha")
 	load.stop()
 	rw := s.superDB("ha")
 	defer rw.Close()

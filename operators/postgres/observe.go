@@ -69,6 +69,9 @@ type Observation struct {
 	// Disk is the data volume's usage as the instance manager last
 	// measured it (nil until it has, or when the file cannot be read).
 	Disk *instance.DiskUsage
+	// PendingRestart are the settings changed in the configuration files
+	// that take effect only at the server's next start.
+	PendingRestart []string
 	// AuthFailed: the server answered but refused the superuser's password,
 	// because the secret no longer matches what the data directory holds
 	// (edited by hand). The instance is alive: never a reason to fail over.
@@ -93,10 +96,14 @@ func observeInstance(ctx context.Context, db *sql.DB, addr string) Observation {
 	defer cancel()
 	var err error
 	var o Observation
-	var dataDir string
-	if err := db.QueryRowContext(ctx, `SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names'), current_setting('data_directory')`).
-		Scan(&o.InRecovery, &o.SyncStandbyNames, &dataDir); err != nil {
+	var dataDir, pending string
+	if err := db.QueryRowContext(ctx, `SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names'), current_setting('data_directory'),
+		(SELECT coalesce(string_agg(name, ',' ORDER BY name), '') FROM pg_settings WHERE pending_restart)`).
+		Scan(&o.InRecovery, &o.SyncStandbyNames, &dataDir, &pending); err != nil {
 		return Observation{AuthFailed: isAuthFailure(err), Err: fmt.Errorf("query %s: %w", addr, err)}
+	}
+	if pending != "" {
+		o.PendingRestart = strings.Split(pending, ",")
 	}
 	var cur, recv, tli string
 	if o.InRecovery {

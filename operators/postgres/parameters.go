@@ -70,8 +70,7 @@ func (r *PostgresReconciler) applyParameters(ctx context.Context, c *cluster) er
 	}
 	if len(pending) > 0 {
 		setCondition(c.pg, ConditionParametersApplied, metav1.ConditionFalse, "RestartPending",
-			"restart to apply: "+strings.Join(pending, "; ")+
-				" (delete each replica's pod in turn, then `homeostat pg switchover`; to lower max_connections or another hot-standby setting, switch over first)")
+			"restart to apply: "+strings.Join(pending, "; ")+" (the rolling update restarts them, replicas first)")
 	} else {
 		setCondition(c.pg, ConditionParametersApplied, metav1.ConditionTrue, "Applied", "spec.parameters are in effect on every running instance")
 	}

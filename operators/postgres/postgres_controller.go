@@ -135,6 +135,7 @@ func (r *PostgresReconciler) steps() []step {
 		{"EnsurePods", r.ensurePods},
 		{"ScaleReplicas", r.scaleReplicas},
 		{"SyncReplication", r.syncReplication},
+		{"RollingUpdate", r.rollingUpdate},
 	}
 }
 
@@ -472,6 +473,7 @@ func (r *PostgresReconciler) ensurePods(ctx context.Context, c *cluster) error {
 		switch {
 		case pod == nil:
 			p := InstancePod(c.pg, name, role, r.Options)
+			p.Annotations = withLabels(p.Annotations, AnnotationSpecHash, SpecHash(c.pg, r.Options))
 			if err := r.createOwned(ctx, c.pg, p); err != nil {
 				return err
 			}

@@ -30,6 +30,7 @@ func (r *PostgresReconciler) finalizeStatus(c *cluster, err error) {
 	pg.Status.ObservedGeneration = pg.Generation
 	if c.obs != nil {
 		pg.Status.Instances, pg.Status.ReadyInstances = instanceStatuses(c)
+		markOutdated(pg.Status.Instances, c, SpecHash(pg, r.Options))
 	}
 	if c.backups != nil {
 		pg.Status.LastBackup, pg.Status.FirstRecoverabilityPoint = backupTimes(c.backups)

@@ -10,15 +10,28 @@ import (
 // database and owner, continuous WAL archiving and scheduled base backups to S3.
 type PostgresSpec struct {
 	// Version is the PostgreSQL major version; the image is "postgres:<version>"
-	// unless Image is set.
+	// unless Image is set. It cannot change once set: the data directory
+	// belongs to one major version, and homeostat does not run pg_upgrade.
 	// +kubebuilder:default="16"
 	// +kubebuilder:validation:Pattern=`^[0-9]+$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.version cannot change: homeostat does not upgrade a major version in place. Create a new Postgres with the new version and copy the data into it with pg_dump and pg_restore (a new cluster from spec.bootstrap.fromBackup keeps its source's major version); for a minor version, change spec.image"
 	// +optional
 	Version string `json:"version,omitempty"`
 
-	// Image overrides the PostgreSQL container image.
+	// Image overrides the PostgreSQL container image. Changing it (a new
+	// minor version) replaces the instances' pods one at a time, the
+	// primary last (see PrimaryUpdateStrategy).
 	// +optional
 	Image string `json:"image,omitempty"`
+
+	// PrimaryUpdateStrategy says what a rolling update does once every
+	// replica runs the new spec: "unsupervised" switches over to an updated
+	// replica and replaces the old primary; "supervised" waits until
+	// `homeostat pg switchover` asks for it.
+	// +kubebuilder:validation:Enum=unsupervised;supervised
+	// +kubebuilder:default=unsupervised
+	// +optional
+	PrimaryUpdateStrategy string `json:"primaryUpdateStrategy,omitempty"`
 
 	// Instances is the number of PostgreSQL servers: one primary, the rest replicas.
 	// +kubebuilder:default=1
@@ -52,9 +65,9 @@ type PostgresSpec struct {
 
 	// Parameters are postgresql.conf settings merged over homeostat's own.
 	// New instances start with them; running ones get a change with ALTER
-	// SYSTEM and a reload, and a setting that needs a restart is reported in
-	// the ParametersApplied condition. Settings homeostat needs for
-	// replication, archiving and recovery cannot be overridden.
+	// SYSTEM and a reload, and a setting that needs a restart makes a
+	// rolling update (replicas first, the primary last). Settings homeostat
+	// needs for replication, archiving and recovery cannot be overridden.
 	// +optional
 	Parameters map[string]string `json:"parameters,omitempty"`
 
@@ -259,6 +272,12 @@ type InstanceStatus struct {
 	// with DataBytes; a full volume stops postgres.
 	// +optional
 	VolumeFreeBytes *int64 `json:"volumeFreeBytes,omitempty"`
+	// Outdated says why the instance's pod waits to be replaced by a
+	// rolling update ("pod template" when it was made from an older spec,
+	// "pending restart: NAME,..." for settings that take effect only at a
+	// restart); empty when it runs the current spec.
+	// +optional
+	Outdated string `json:"outdated,omitempty"`
 }
 
 // PostgresStatus is the operator's view of a cluster.

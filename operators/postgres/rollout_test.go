@@ -1,0 +1,199 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"homeostat.dev/homeostat/render/api/v1alpha1"
+)
+
+// SpecHash changes with what a running pod cannot take without a restart,
+// and only with that: a setting applied by reload, the number of
+// instances or the backup schedule leave every pod current.
+func TestSpecHashCoversThePodAndRestartSettingsOnly(t *testing.T) {
+	base := func() *v1alpha1.Postgres {
+		return &v1alpha1.Postgres{
+			ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "web"},
+			Spec: v1alpha1.PostgresSpec{Version: "16", Instances: 3, Synchronous: 1, Storage: v1alpha1.Storage{Size: "1Gi"},
+				Parameters: map[string]string{"max_connections": "100", "work_mem": "4MB"},
+				Backup: &v1alpha1.PostgresBackup{Schedule: "@daily", S3: v1alpha1.S3Store{Endpoint: "s3:9000", Bucket: "b",
+					SecretRef: v1alpha1.LocalObjectReference{Name: "s3"}}}},
+		}
+	}
+	o := Options{HomeostatImage: "homeostat:1"}
+	want := SpecHash(base(), o)
+	if want == "" || want != SpecHash(base(), o) {
+		t.Fatalf("SpecHash is not a stable value: %q", want)
+	}
+	for _, tc := range []struct {
+		name    string
+		mutate  func(*v1alpha1.Postgres, *Options)
+		changes bool
+	}{
+		{"image (minor version)", func(pg *v1alpha1.Postgres, _ *Options) { pg.Spec.Image = "postgres:16.4" }, true},
+		{"homeostat image (operator upgrade)", func(_ *v1alpha1.Postgres, o *Options) { o.HomeostatImage = "homeostat:2" }, true},
+		{"resources", func(pg *v1alpha1.Postgres, _ *Options) { pg.Spec.Resources = &v1alpha1.Resources{Memory: "1Gi"} }, true},
+		{"max_connections", func(pg *v1alpha1.Postgres, _ *Options) { pg.Spec.Parameters["max_connections"] = "200" }, true},
+		{"shared_buffers, any case", func(pg *v1alpha1.Postgres, _ *Options) { pg.Spec.Parameters["Shared_Buffers"] = "256MB" }, true},
+		{"backup store", func(pg *v1alpha1.Postgres, _ *Options) { pg.Spec.Backup.S3.Bucket = "other" }, true},
+		{"failoverDelay (the fencing bound)", func(pg *v1alpha1.Postgres, _ *Options) {
+			pg.Spec.FailoverDelay = &metav1.Duration{Duration: 5 * time.Second}
+		}, true},
+		{"work_mem (reload)", func(pg *v1alpha1.Postgres, _ *Options) { pg.Spec.Parameters["work_mem"] = "64MB" }, false},
+		{"instances", func(pg *v1alpha1.Postgres, _ *Options) { pg.Spec.Instances = 5 }, false},
+		{"synchronous", func(pg *v1alpha1.Postgres, _ *Options) { pg.Spec.Synchronous = 2 }, false},
+		{"backup schedule", func(pg *v1alpha1.Postgres, _ *Options) { pg.Spec.Backup.Schedule = "@hourly" }, false},
+		{"update strategy", func(pg *v1alpha1.Postgres, _ *Options) { pg.Spec.PrimaryUpdateStrategy = PrimaryUpdateSupervised }, false},
+	} {
+		pg, opts := base(), o
+		tc.mutate(pg, &opts)
+		if got := SpecHash(pg, opts) != want; got != tc.changes {
+			t.Errorf("%s: hash changes = %v, want %v", tc.name, got, tc.changes)
+		}
+	}
+}
+
+// The pods of two instances differ only in what SpecHash leaves out: so
+// the hash of one instance's pod is every instance's.
+func TestInstancePodsDifferOnlyInIdentity(t *testing.T) {
+	pg := &v1alpha1.Postgres{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "web"},
+		Spec: v1alpha1.PostgresSpec{Version: "16", Storage: v1alpha1.Storage{Size: "1Gi"}}}
+	a := InstancePod(pg, "db-1", RolePrimary, Options{})
+	b := InstancePod(pg, "db-2", RoleReplica, Options{})
+	for _, p := range []*corev1.Pod{a, b} {
+		p.Name, p.Spec.Hostname = "", ""
+		delete(p.Labels, LabelInstance)
+		delete(p.Labels, LabelRole)
+		for i := range p.Spec.Volumes {
+			if v := p.Spec.Volumes[i].PersistentVolumeClaim; v != nil {
+				v.ClaimName = ""
+			}
+		}
+	}
+	if ja, jb := mustJSON(t, a), mustJSON(t, b); ja != jb {
+		t.Errorf("instance pods differ beyond name, role and volume:\n%s\n%s", ja, jb)
+	}
+}
+
+func TestPlanRolloutReplacesReplicasFirstThePrimaryLast(t *testing.T) {
+	members := []string{"db-1", "db-2", "db-3"}
+	all := map[string]bool{"db-1": true, "db-2": true, "db-3": true}
+	tpl := outdatedTemplate
+	for _, tc := range []struct {
+		name       string
+		ready      map[string]bool
+		outdated   map[string]string
+		supervised bool
+		advanced   string
+		want       rolloutStep
+	}{
+		{"nothing outdated", all, map[string]string{}, false, "db-2", rolloutStep{rolloutDone, ""}},
+		{"first outdated replica", all, map[string]string{"db-1": tpl, "db-2": tpl, "db-3": tpl}, false, "", rolloutStep{rolloutReplace, "db-2"}},
+		{"the replaced replica not back yet", map[string]bool{"db-1": true, "db-2": false, "db-3": true},
+			map[string]string{"db-1": tpl, "db-3": tpl}, false, "", rolloutStep{rolloutWait, "db-2"}},
+		{"then the next replica", all, map[string]string{"db-1": tpl, "db-3": "pending restart: shared_buffers"}, false, "db-2", rolloutStep{rolloutReplace, "db-3"}},
+		{"an outdated replica that is not ready goes at once", map[string]bool{"db-1": true, "db-2": true, "db-3": false},
+			map[string]string{"db-1": tpl, "db-2": tpl, "db-3": tpl}, false, "", rolloutStep{rolloutReplace, "db-3"}},
+		{"primary last, by switchover", all, map[string]string{"db-1": tpl}, false, "db-3", rolloutStep{rolloutSwitchover, "db-3"}},
+		{"supervised: wait for pg switchover", all, map[string]string{"db-1": tpl}, true, "db-3", rolloutStep{rolloutSupervised, "db-1"}},
+		{"no updated replica to switch to", all, map[string]string{"db-1": tpl}, false, "", rolloutStep{rolloutWait, "db-1"}},
+		{"primary not ready: wait, never switch over", map[string]bool{"db-1": false, "db-2": true, "db-3": true},
+			map[string]string{"db-1": tpl}, false, "db-2", rolloutStep{rolloutWait, "db-1"}},
+	} {
+		got := planRollout(rolloutView{primary: "db-1", members: members, ready: tc.ready, outdated: tc.outdated,
+			supervised: tc.supervised, advanced: tc.advanced})
+		if got != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+	// A single instance has no replica to switch to: it restarts.
+	alone := rolloutView{primary: "db-1", members: []string{"db-1"}, ready: map[string]bool{"db-1": true},
+		outdated: map[string]string{"db-1": tpl}, supervised: true}
+	if got := planRollout(alone); got != (rolloutStep{rolloutReplace, "db-1"}) {
+		t.Errorf("single instance: %+v, want its pod replaced", got)
+	}
+}
+
+// A pod without the hash (made before homeostat put it there) or with
+// another one is outdated; so is a current pod whose server waits for a
+// restart.
+func TestOutdatedReason(t *testing.T) {
+	pod := func(hash string) *corev1.Pod {
+		p := &corev1.Pod{}
+		if hash != "" {
+			p.Annotations = map[string]string{AnnotationSpecHash: hash}
+		}
+		return p
+	}
+	c := &cluster{
+		pods: map[string]*corev1.Pod{"db-1": pod("h1"), "db-2": pod(""), "db-3": pod("h0"), "db-4": pod("h1")},
+		obs:  map[string]Observation{"db-4": {Reachable: true, PendingRestart: []string{"max_connections", "shared_buffers"}}},
+	}
+	for name, want := range map[string]string{"db-1": "", "db-2": outdatedTemplate, "db-3": outdatedTemplate,
+		"db-4": "pending restart: max_connections,shared_buffers", "db-5": ""} {
+		if got := outdatedReason(c, name, "h1"); got != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// restartSettings holds every setting the real server reads only at start
+// (so a change to one in spec.parameters rolls the cluster at once), and
+// observeInstance reports a setting written but waiting for a restart.
+func TestRestartSettingsAndPendingRestartOfARealServer(t *testing.T) {
+	const super = "super-pw"
+	addr, db := scramServer(t, super)
+	rows, err := db.Query(`SELECT name FROM pg_settings WHERE context = 'postmaster'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if !restartSettings[name] {
+			t.Errorf("%s needs a restart but is not in restartSettings", name)
+		}
+	}
+	if err := rows.Err(); err != nil || n < 40 {
+		t.Fatalf("%d postmaster settings read (%v)", n, err)
+	}
+	rows.Close()
+
+	op, err := pgConn(addr, superLogin{password: super})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.Close()
+	if o := observeInstance(context.Background(), op, addr); !o.Reachable || len(o.PendingRestart) != 0 {
+		t.Fatalf("fresh server: %+v", o)
+	}
+	if _, err := db.Exec(`ALTER SYSTEM SET shared_buffers = '48MB'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`SELECT pg_reload_conf()`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "shared_buffers pending restart", func() bool {
+		o := observeInstance(context.Background(), op, addr)
+		return o.Reachable && strings.Join(o.PendingRestart, ",") == "shared_buffers"
+	})
+}
