@@ -51,9 +51,9 @@ var restartSettings = map[string]bool{}
 
 func init() {
 	for _, k := range strings.Fields(`archive_mode autovacuum_freeze_max_age autovacuum_max_workers
-		autovacuum_multixact_freeze_max_age bonjour bonjour_name cluster_name commit_timestamp_buffers data_directory
+		autovacuum_multixact_freeze_max_age bonjour bonjour_name cluster_name commit_timestamp_buffers config_file data_directory
 		data_sync_retry debug_io_direct dynamic_shared_memory_type event_source external_pid_file hba_file hot_standby
-		huge_page_size huge_pages ident_file jit_provider listen_addresses logging_collector max_connections
+		huge_page_size huge_pages ident_file ignore_invalid_pages jit_provider listen_addresses logging_collector max_connections
 		max_files_per_process max_locks_per_transaction max_logical_replication_workers max_notify_queue_pages
 		max_pred_locks_per_transaction max_prepared_transactions max_replication_slots max_wal_senders
 		max_worker_processes min_dynamic_shared_memory multixact_member_buffers multixact_offset_buffers notify_buffers
