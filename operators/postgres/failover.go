@@ -43,6 +43,11 @@ func (r *PostgresReconciler) failover(ctx context.Context, c *cluster) error {
 	if force {
 		target = forced
 	}
+	if switchover || force {
+		if err := r.requestStillOpen(ctx, c); err != nil {
+			return err
+		}
+	}
 	pod, o := c.pods[primary], c.obs[primary]
 	healthy := pod != nil && podRunning(pod) && o.Reachable && !o.InRecovery
 	if settled, err := r.primarySettled(ctx, c, o, healthy, switchover || force); settled {
@@ -145,6 +150,29 @@ func (r *PostgresReconciler) stopForSwitchover(ctx context.Context, c *cluster, 
 	}
 	c.requeue = min(c.requeue, time.Second)
 	return c.wait(PhaseSwitchingOver, "stopping primary %s to promote %s", primary, best)
+}
+
+// requestStillOpen reads the Postgres past the cache before a switchover
+// or forced promotion goes on: a reconcile woken by a promotion's own pod
+// relabel can see the switchover request that promotion has just cleared
+// (and stop the new primary too), or the old primary in status (and
+// promote a second replica).
+func (r *PostgresReconciler) requestStillOpen(ctx context.Context, c *cluster) error {
+	reader := r.APIReader
+	if reader == nil {
+		reader = r.Client
+	}
+	live := &v1alpha1.Postgres{}
+	if err := reader.Get(ctx, client.ObjectKeyFromObject(c.pg), live); err != nil {
+		return fmt.Errorf("read %s: %w", c.pg.Name, err)
+	}
+	_, switchover := live.Annotations[AnnotationSwitchover]
+	_, force := live.Annotations[AnnotationForcePromote]
+	if (switchover || force) && live.Status.Primary == c.pg.Status.Primary {
+		return nil
+	}
+	c.requeue = min(c.requeue, time.Second)
+	return c.wait(PhaseSwitchingOver, "switchover request already carried out (primary %s); waiting for the cache", live.Status.Primary)
 }
 
 // fence makes sure a switchover's old primary has shut down cleanly before

@@ -67,6 +67,9 @@ func (r *PostgresReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Scheme == nil {
 		r.Scheme = mgr.GetScheme()
 	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
 	byCluster := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []ctrl.Request {
 		name := o.GetLabels()[LabelCluster]
 		if b, ok := o.(*v1alpha1.Backup); ok {

@@ -56,6 +56,10 @@ type PostgresReconciler struct {
 	Scheme   *runtime.Scheme
 	Recorder events.EventRecorder
 	Options  Options
+	// APIReader reads past the cache (the manager's when nil after
+	// SetupWithManager; the client otherwise): a switchover's request is
+	// checked against the API server before a primary is stopped.
+	APIReader client.Reader
 	// Resolve finds an instance's or a Service's PostgreSQL (KubeResolver
 	// when nil).
 	Resolve Resolver

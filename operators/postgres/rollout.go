@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -253,7 +254,14 @@ func (r *PostgresReconciler) rolloutView(c *cluster) rolloutView {
 // replacePod deletes an outdated instance's pod; EnsurePods creates it
 // anew from the current spec, on the same volume (a restart, not a clone).
 func (r *PostgresReconciler) replacePod(ctx context.Context, c *cluster, name, why, left string) error {
-	if err := r.Delete(ctx, c.pods[name]); client.IgnoreNotFound(err) != nil {
+	// Only the pod judged outdated: from a lagging cache, the name may be
+	// its replacement's already.
+	pod := c.pods[name]
+	err := r.Delete(ctx, pod, client.Preconditions{UID: &pod.UID})
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return c.wait(PhaseRollingUpdate, "%s was replaced already; outdated: %s", name, left)
+	}
+	if err != nil {
 		return fmt.Errorf("replace pod %s: %w", name, err)
 	}
 	r.event(c.pg, "RollingUpdate", "replacing %s (%s)", name, why)

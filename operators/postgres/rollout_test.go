@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -196,4 +197,20 @@ func TestRestartSettingsAndPendingRestartOfARealServer(t *testing.T) {
 		o := observeInstance(context.Background(), op, addr)
 		return o.Reachable && strings.Join(o.PendingRestart, ",") == "shared_buffers"
 	})
+}
+
+// A spec.parameters value the server refuses holds the rolling update:
+// replacing pods cannot apply it.
+func TestRollingUpdateWaitsForRefusedParameters(t *testing.T) {
+	pg := &v1alpha1.Postgres{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "web"},
+		Spec: v1alpha1.PostgresSpec{Instances: 1, Storage: v1alpha1.Storage{Size: "1Gi"}}}
+	pg.Status.Primary = "db-1"
+	setCondition(pg, ConditionParametersApplied, metav1.ConditionFalse, "ParametersRefused", "spec.parameters not applied: db-1: set shared_buffers: invalid value")
+	c := &cluster{pg: pg, requeue: time.Second,
+		pvcs: map[string]*corev1.PersistentVolumeClaim{"db-1": {ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{AnnotationPVCStatus: pvcReady}}}},
+		pods: map[string]*corev1.Pod{"db-1": {}}}
+	err := (&PostgresReconciler{}).rollingUpdate(context.Background(), c)
+	if !errors.Is(err, errWait) || c.phase != PhaseRollingUpdate || !strings.Contains(c.message, "held until spec.parameters are fixed") {
+		t.Fatalf("rolling update with refused parameters: %v, phase %q, message %q", err, c.phase, c.message)
+	}
 }
