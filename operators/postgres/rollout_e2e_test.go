@@ -82,9 +82,12 @@ func (w *podWatch) open(name string) *replacement {
 	return nil
 }
 
-func (w *podWatch) stop() []replacement {
+// stop ends the watch after a last look: the rollout may have ended (the
+// last pod ready) since the previous one.
+func (w *podWatch) stop(cluster string) []replacement {
 	w.cancel()
 	<-w.done
+	w.look(w.s.pods(cluster))
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	out := make([]replacement, len(w.reps))
@@ -145,6 +148,20 @@ func (s *story) current(cluster string) (bool, string) {
 	return true, ""
 }
 
+// currentAndServing is current, with every pod ready too (the kubelet's
+// probe, which the Services follow, may lag behind the operator's SQL).
+func (s *story) currentAndServing(cluster string) (bool, string) {
+	if ok, why := s.current(cluster); !ok {
+		return false, why
+	}
+	for _, pod := range s.pods(cluster) {
+		if !podReady(&pod) {
+			return false, "pod " + pod.Name + " not ready"
+		}
+	}
+	return true, ""
+}
+
 // checkOrder fails unless every instance was replaced exactly once, the
 // replicas one at a time (each ready again before the next went), and
 // the old primary last.
@@ -181,9 +198,9 @@ func (s *story) rollImageUnderLoad(cluster string, load *writeLoad) {
 	w := s.watchPods(cluster)
 	start := time.Now()
 	s.patchSpec(cluster, map[string]any{"image": "postgres:16.1"})
-	s.eventually(cluster+" rolled to postgres:16.1", 4*time.Minute, func() (bool, string) { return s.current(cluster) })
+	s.eventually(cluster+" rolled to postgres:16.1", 4*time.Minute, func() (bool, string) { return s.currentAndServing(cluster) })
 	end := time.Now()
-	reps := w.stop()
+	reps := w.stop(cluster)
 	checkOrder(t, reps, members, primary)
 	if p := s.postgres(cluster); p.Status.Primary == primary {
 		t.Errorf("primary still %s: no switchover", primary)
@@ -229,7 +246,7 @@ func (s *story) rollSupervised(cluster string) {
 		t.Errorf("pg status does not show the waiting rolling update:\n%s", out)
 	}
 	s.homeostat("pg", "switchover", cluster, "-n", s.ns)
-	s.eventually(cluster+" rolled after the switchover", 3*time.Minute, func() (bool, string) { return s.current(cluster) })
+	s.eventually(cluster+" rolled after the switchover", 3*time.Minute, func() (bool, string) { return s.currentAndServing(cluster) })
 	if p := s.postgres(cluster); p.Status.Primary == primary {
 		t.Errorf("primary still %s after the switchover", primary)
 	}
