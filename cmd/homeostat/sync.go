@@ -75,6 +75,9 @@ type syncFlags struct {
 	repo, ref, path, name, namespace, targetNamespace, secret, cacheDir string
 	wait, prune, once, allowMassPrune                                   bool
 	interval, timeout                                                   time.Duration
+	// set tells which flags were given on the command line: only those
+	// change an existing Sync.
+	set func(flag string) bool
 }
 
 func newSyncCommand() *cobra.Command {
@@ -86,7 +89,9 @@ func newSyncCommand() *cobra.Command {
 missing), so that its inventory and snapshots live in the cluster, then runs
 a sync in this process: fetch, render, apply, prune, wait, snapshot. It
 prints the change set and exits 0 on success, 1 on failure. Without --once
-it syncs again every --interval until interrupted.
+it syncs again every --interval until interrupted. On an existing Sync only
+--repo and the flags you give change its spec; the rest (and fields with no
+flag, such as verify or serviceAccountName) keep their values.
 
 --ref is a branch, "tags/NAME" for a tag, or a 40-character commit hash.`,
 		Args: cobra.NoArgs,
@@ -94,6 +99,7 @@ it syncs again every --interval until interrupted.
 			if f.repo == "" {
 				return usageError{fmt.Errorf("--repo is required")}
 			}
+			f.set = cmd.Flags().Changed
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runSync(ctx, cmd, f)
@@ -227,15 +233,39 @@ func ensureSync(ctx context.Context, c client.Client, f syncFlags) (*v1alpha1.Sy
 		return nil, fmt.Errorf("sync %s/%s is suspended (a rollback?): run `homeostat sync resume %s -n %s` first", f.namespace, f.name, f.name, f.namespace)
 	}
 	base := s.DeepCopy()
-	// Fields without a flag keep what the Sync has: spec.dependsOn is
-	// honoured (a sync waits for, or with --once refuses to run before,
-	// its dependencies), as the controller does.
-	spec.History, spec.DependsOn = s.Spec.History, s.Spec.DependsOn
-	s.Spec = spec
+	s.Spec = overlaySpec(s.Spec, spec, f.set)
 	if err := c.Patch(ctx, s, client.MergeFrom(base)); err != nil {
 		return nil, fmt.Errorf("update sync %s/%s: %w", f.namespace, f.name, err)
 	}
 	return s, nil
+}
+
+// overlaySpec is an existing Sync's spec with --repo and the flags given on
+// the command line applied. Everything else keeps what the Sync has — the
+// fields no flag sets (verify, serviceAccountName, pruneLimit, force,
+// history, dependsOn) and the flags left at their defaults — so that a CLI
+// sync of a Sync the controller also runs changes only what was asked, and
+// never drops signature verification, the impersonated ServiceAccount or a
+// prune limit on the way.
+func overlaySpec(have, flags v1alpha1.SyncSpec, set func(flag string) bool) v1alpha1.SyncSpec {
+	out := *have.DeepCopy()
+	out.URL = flags.URL
+	fields := map[string]func(){
+		"ref":              func() { out.Ref = flags.Ref },
+		"path":             func() { out.Path = flags.Path },
+		"secret":           func() { out.SecretRef = flags.SecretRef },
+		"interval":         func() { out.Interval = flags.Interval },
+		"timeout":          func() { out.Timeout = flags.Timeout },
+		"prune":            func() { out.Prune = flags.Prune },
+		"wait":             func() { out.Wait = flags.Wait },
+		"target-namespace": func() { out.TargetNamespace = flags.TargetNamespace },
+	}
+	for flag, apply := range fields {
+		if set != nil && set(flag) {
+			apply()
+		}
+	}
+	return out
 }
 
 var commitRE = regexp.MustCompile(`^[0-9a-f]{40}$`)

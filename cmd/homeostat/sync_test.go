@@ -182,6 +182,8 @@ func TestSyncDiffAndSnapshotsCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Spec.DependsOn = []v1alpha1.SyncReference{{Name: "db"}}
+	limit := int32(40)
+	s.Spec.PruneLimit, s.Spec.Force = &limit, true
 	if err := env.Client.Update(ctx, &s); err != nil {
 		t.Fatal(err)
 	}
@@ -196,6 +198,9 @@ func TestSyncDiffAndSnapshotsCommands(t *testing.T) {
 	ready := apimeta.FindStatusCondition(s.Status.Conditions, v1alpha1.ConditionReady)
 	if len(s.Spec.DependsOn) != 1 || ready == nil || ready.Reason != "DependencyNotReady" {
 		t.Fatalf("after sync --once: dependsOn %v, Ready %+v", s.Spec.DependsOn, ready)
+	}
+	if s.Spec.PruneLimit == nil || *s.Spec.PruneLimit != 40 || !s.Spec.Force {
+		t.Fatalf("sync --once reset fields it has no flag for: pruneLimit %v force %v", s.Spec.PruneLimit, s.Spec.Force)
 	}
 	db := newCLIRepo(t)
 	db.write(map[string]string{"db.yaml": cm("db-settings", "1")})
