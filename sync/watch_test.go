@@ -89,7 +89,7 @@ func TestNewWatchingEngineTrustsWhatItsWatchListed(t *testing.T) {
 	}
 	// The slim copy it keeps is a fixed point of the transform.
 	o := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "x", ManagedFields: []metav1.ManagedFieldsEntry{{
-		Manager: FieldManager, Operation: metav1.ManagedFieldsOperationApply, FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:data":{}}`)},
+		Manager: FieldManager, Operation: metav1.ManagedFieldsOperationApply, FieldsV1: metav1.NewFieldsV1(`{"f:data":{}}`),
 	}}}}
 	once, _ := slim(o)
 	twice, _ := slim(once)

@@ -71,7 +71,7 @@ func MeasureDisk(pgdata string) (DiskUsage, error) {
 	if err != nil {
 		return DiskUsage{}, fmt.Errorf("measure %s: %w", pgdata, err)
 	}
-	bsize := int64(fsStat.Bsize)
+	bsize := int64(fsStat.Bsize) //nolint:unconvert // Bsize is an int32 or uint32 on some platforms
 	return DiskUsage{DataBytes: used, VolumeFreeBytes: int64(fsStat.Bavail) * bsize,
 		VolumeBytes: int64(fsStat.Blocks) * bsize, MeasuredAt: time.Now().UTC()}, nil
 }
