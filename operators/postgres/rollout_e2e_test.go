@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -288,4 +289,43 @@ func names(reps []replacement) []string {
 		out = append(out, r.name)
 	}
 	return out
+}
+
+// A single instance has no replica to switch over to: a setting that needs
+// a restart restarts its pod in place, on its own volume, and its data and
+// status.primary stay.
+func TestSingleInstanceRollsByRestartOnItsVolume(t *testing.T) {
+	s := startStory(t)
+	pg := &v1alpha1.Postgres{
+		ObjectMeta: metav1.ObjectMeta{Name: "solo", Namespace: s.ns},
+		Spec:       v1alpha1.PostgresSpec{Version: "16", Instances: 1, Storage: v1alpha1.Storage{Size: "1Gi"}, Database: "shop"},
+	}
+	if err := env.Client.Create(s.ctx, pg); err != nil {
+		t.Fatal(err)
+	}
+	s.waitReady("solo", 1)
+	// NAME-rw follows the pod's readiness probe, which may lag.
+	s.eventually("solo serving", time.Minute, func() (bool, string) { return s.currentAndServing("solo") })
+	volumes := s.volumeUIDs("solo")
+	rw := s.db("solo", RWService("solo"))
+	if _, err := rw.ExecContext(s.ctx, `CREATE TABLE kept (id int); INSERT INTO kept VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	w := s.watchPods("solo")
+	s.patchSpec("solo", map[string]any{"parameters": map[string]string{"max_connections": "120"}})
+	s.eventually("solo restarted with max_connections 120", 3*time.Minute, func() (bool, string) { return s.currentAndServing("solo") })
+	checkOrder(t, w.stop("solo"), []string{"solo-1"}, "solo-1")
+	s.settingEverywhere("solo", "max_connections", "120")
+	if p := s.postgres("solo"); p.Status.Primary != "solo-1" {
+		t.Errorf("primary %s, want solo-1", p.Status.Primary)
+	}
+	if now := s.volumeUIDs("solo"); fmt.Sprint(now) != fmt.Sprint(volumes) {
+		t.Errorf("volume replaced: before %v, after %v", volumes, now)
+	}
+	db := s.db("solo", RWService("solo"))
+	s.eventually("the row written before the restart", time.Minute, func() (bool, string) {
+		var n int
+		err := db.QueryRowContext(s.ctx, `SELECT count(*) FROM kept`).Scan(&n)
+		return err == nil && n == 1, fmt.Sprintf("%d rows, %v", n, err)
+	})
 }
