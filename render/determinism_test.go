@@ -2,11 +2,12 @@ package render
 
 import (
 	"bytes"
-	"homeostat.dev/homeostat/internal/golden"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"homeostat.dev/homeostat/internal/golden"
 )
 
 // The same tree renders to the same bytes every time, even though Go

@@ -2,10 +2,11 @@ package render
 
 import (
 	"bytes"
-	"homeostat.dev/homeostat/internal/golden"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"homeostat.dev/homeostat/internal/golden"
 )
 
 // TestGolden renders every testdata/<case>/in tree and compares the result

@@ -1,12 +1,13 @@
 package sync
 
 import (
-	"homeostat.dev/homeostat/internal/golden"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"homeostat.dev/homeostat/internal/golden"
 )
 
 func sampleChangeSet() ChangeSet {

@@ -2,13 +2,13 @@ package main
 
 import (
 	"bytes"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"homeostat.dev/homeostat/internal/golden"
 	"homeostat.dev/homeostat/render/api/v1alpha1"
 )
 
@@ -38,17 +38,5 @@ func TestPGStatusShowsTheRollingUpdate(t *testing.T) {
 	if err := printPGStatus(&out, pg, nil, now); err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "pg-status-rollout.golden")
-	if *updateGolden {
-		if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update to write it)", err)
-	}
-	if out.String() != string(want) {
-		t.Fatalf("pg status output differs from %s:\n%s", golden, out.String())
-	}
+	golden.Assert(t, filepath.Join("testdata", "pg-status-rollout.golden"), out.Bytes())
 }

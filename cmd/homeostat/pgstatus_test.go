@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -11,10 +9,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"homeostat.dev/homeostat/internal/golden"
 	"homeostat.dev/homeostat/render/api/v1alpha1"
 )
-
-var updateGolden = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 func TestPGStatusPrintsInstancesBackupsAndConditions(t *testing.T) {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -56,19 +53,7 @@ func TestPGStatusPrintsInstancesBackupsAndConditions(t *testing.T) {
 	if err := printPGStatus(&out, pg, backups, now); err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "pg-status.golden")
-	if *updateGolden {
-		if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update to write it)", err)
-	}
-	if out.String() != string(want) {
-		t.Fatalf("pg status output differs from %s:\n%s", golden, out.String())
-	}
+	golden.Assert(t, filepath.Join("testdata", "pg-status.golden"), out.Bytes())
 }
 
 func TestBytesIEC(t *testing.T) {

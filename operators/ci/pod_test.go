@@ -1,13 +1,13 @@
 package ci
 
 import (
-	"homeostat.dev/homeostat/internal/golden"
 	"path/filepath"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"homeostat.dev/homeostat/internal/golden"
 	"homeostat.dev/homeostat/operators/ci/steps"
 	"homeostat.dev/homeostat/render/api/v1alpha1"
 )

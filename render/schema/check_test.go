@@ -2,11 +2,11 @@ package schema
 
 import (
 	"bytes"
-	"homeostat.dev/homeostat/internal/golden"
 	"os"
 	"strings"
 	"testing"
 
+	"homeostat.dev/homeostat/internal/golden"
 	"homeostat.dev/homeostat/render"
 )
 
