@@ -231,8 +231,11 @@ func servedCertificate(addr string, caPEM []byte) (*x509.Certificate, error) {
 		return nil, err
 	}
 	answer := make([]byte, 1)
-	if _, err := io.ReadFull(conn, answer); err != nil || answer[0] != 'S' {
-		return nil, fmt.Errorf("server refused TLS (%q, %v)", answer, err)
+	if _, err := io.ReadFull(conn, answer); err != nil {
+		return nil, fmt.Errorf("read the answer to SSLRequest: %w", err)
+	}
+	if answer[0] != 'S' {
+		return nil, fmt.Errorf("server refused TLS (answered %q)", answer)
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
