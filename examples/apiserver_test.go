@@ -73,6 +73,7 @@ metadata: {name: db, namespace: defaults}
 spec:
   storage: {size: 1Gi}
   backup: {s3: {endpoint: 127.0.0.1:9000, bucket: b, secretRef: {name: s}}}
+  tls: {issuer: {name: ca}}
 ---
 apiVersion: homeostat.dev/v1alpha1
 kind: Pipeline

@@ -31,6 +31,17 @@ func defaultPostgres(pg *v1alpha1.Postgres) {
 	if s.DeletionPolicy == "" {
 		s.DeletionPolicy = "Retain"
 	}
+	if s.PrimaryUpdateStrategy == "" {
+		s.PrimaryUpdateStrategy = "unsupervised"
+	}
+	if s.TLS != nil && s.TLS.Issuer != nil {
+		if s.TLS.Issuer.Kind == "" {
+			s.TLS.Issuer.Kind = "Issuer"
+		}
+		if s.TLS.Issuer.Group == "" {
+			s.TLS.Issuer.Group = "cert-manager.io"
+		}
+	}
 }
 
 var (
