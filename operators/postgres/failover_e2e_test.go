@@ -90,9 +90,11 @@ func TestFailoverKeepsEveryPromise(t *testing.T) {
 		t.Errorf("writes paused %s during the switchover, promised < %s", pause, promiseSwitchPause)
 	}
 	// Rolling updates under the same load (rollout_e2e_test.go): a new
-	// image, then a restart setting with primaryUpdateStrategy supervised.
+	// image, then a restart setting with primaryUpdateStrategy supervised,
+	// then a lowered max_connections (the primary restarts first).
 	s.rollImageUnderLoad("ha", load)
 	s.rollSupervised("ha")
+	s.lowerHotStandby("ha", load)
 	load.stop()
 	rw := s.superDB("ha")
 	defer rw.Close()

@@ -76,6 +76,9 @@ type Observation struct {
 	// because the secret no longer matches what the data directory holds
 	// (edited by hand). The instance is alive: never a reason to fail over.
 	AuthFailed bool
+	// HotStandby are a primary's settings a standby needs at least as
+	// high (nil on a replica): lowering one restarts the primary first.
+	HotStandby map[string]settingValues
 }
 
 func quoteConnValue(s string) string {
@@ -124,6 +127,7 @@ func observeInstance(ctx context.Context, db *sql.DB, addr string) Observation {
 	}
 	if err == nil && !o.InRecovery {
 		o.Standbys, err = streamingStandbys(ctx, db)
+		o.HotStandby = observeHotStandby(ctx, db)
 	}
 	if err != nil {
 		return Observation{Err: fmt.Errorf("query %s: %w", addr, err)}

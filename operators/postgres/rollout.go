@@ -139,11 +139,12 @@ func markOutdated(statuses []v1alpha1.InstanceStatus, c *cluster, want string) {
 type rolloutAction int
 
 const (
-	rolloutDone       rolloutAction = iota
-	rolloutWait                     // an instance is not ready yet
-	rolloutReplace                  // delete the pod of target; EnsurePods makes it anew
-	rolloutSwitchover               // ask for a switchover to target
-	rolloutSupervised               // wait for `homeostat pg switchover`
+	rolloutDone           rolloutAction = iota
+	rolloutWait                         // an instance is not ready yet
+	rolloutReplace                      // delete the pod of target; EnsurePods makes it anew
+	rolloutSwitchover                   // ask for a switchover to target
+	rolloutSupervised                   // wait for `homeostat pg switchover`
+	rolloutRestartPrimary               // restart the primary in place, before the replicas
 )
 
 // rolloutStep is the next move of a rolling update and the instance it
@@ -163,6 +164,9 @@ type rolloutView struct {
 	supervised bool
 	// advanced is the up-to-date replica to switch over to.
 	advanced string
+	// lowered are the hot-standby settings the spec lowers: the primary
+	// goes first, restarted in place.
+	lowered []string
 }
 
 // planRollout is the rolling update's decision, CloudNativePG's order:
@@ -170,13 +174,25 @@ type rolloutView struct {
 // then the primary, by a switchover to an updated replica (or, alone, by a
 // restart). An outdated replica that is not ready is replaced at once: it
 // serves nothing, and a pod made from a broken spec only gets better from
-// a new one.
+// a new one (while the primary is ready: a replica waiting for its
+// primary is not broken).
+//
+// Lowering a hot-standby setting reverses the order (CloudNativePG does
+// the same): a standby with a lower value than its primary's does not
+// start, so the outdated primary is restarted first, in place, and the
+// replicas follow.
 func planRollout(v rolloutView) rolloutStep {
 	if len(v.outdated) == 0 {
 		return rolloutStep{action: rolloutDone}
 	}
+	if len(v.lowered) > 0 && v.outdated[v.primary] != "" {
+		if !v.ready[v.primary] {
+			return rolloutStep{rolloutWait, v.primary}
+		}
+		return rolloutStep{rolloutRestartPrimary, v.primary}
+	}
 	for _, m := range v.members {
-		if m != v.primary && v.outdated[m] != "" && !v.ready[m] {
+		if v.ready[v.primary] && m != v.primary && v.outdated[m] != "" && !v.ready[m] {
 			return rolloutStep{rolloutReplace, m}
 		}
 	}
@@ -221,6 +237,8 @@ func (r *PostgresReconciler) rollingUpdate(ctx context.Context, c *cluster) erro
 		return c.wait(PhaseRollingUpdate, "waiting for %s to be ready; outdated: %s", step.target, left)
 	case rolloutReplace:
 		return r.replacePod(ctx, c, step.target, v.outdated[step.target], left)
+	case rolloutRestartPrimary:
+		return r.restartPrimary(ctx, c, v, left)
 	case rolloutSupervised:
 		return c.wait(PhaseWaitingForSwitchover, "every replica is updated; primary %s is outdated (%s) and waits for `homeostat pg switchover %s -n %s` (spec.primaryUpdateStrategy: supervised)",
 			step.target, v.outdated[step.target], c.pg.Name, c.pg.Namespace)
@@ -248,6 +266,7 @@ func (r *PostgresReconciler) rolloutView(c *cluster) rolloutView {
 		}
 	}
 	v.advanced = ChoosePromotion(cands)
+	v.lowered = loweredHotStandby(c.pg.Spec.Parameters, c.obs[v.primary].HotStandby)
 	return v
 }
 

@@ -168,6 +168,16 @@ func (s *story) currentAndServing(cluster string) (bool, string) {
 // the old primary last.
 func checkOrder(t testing.TB, reps []replacement, members []string, primary string) {
 	t.Helper()
+	checkOneAtATime(t, reps, members)
+	if last := reps[len(reps)-1].name; last != primary {
+		t.Errorf("replaced last: %s, want the old primary %s (order %+v)", last, primary, reps)
+	}
+}
+
+// checkOneAtATime fails unless every instance was replaced exactly once,
+// each ready again before the next went.
+func checkOneAtATime(t testing.TB, reps []replacement, members []string) {
+	t.Helper()
 	if len(reps) != len(members) {
 		t.Fatalf("replacements %+v, want one for each of %v", reps, members)
 	}
@@ -181,9 +191,6 @@ func checkOrder(t testing.TB, reps []replacement, members []string, primary stri
 			t.Errorf("%s went at %s, before %s was back at %s: not one at a time",
 				r.name, r.stopped.Format(time.StampMilli), reps[i-1].name, reps[i-1].back.Format(time.StampMilli))
 		}
-	}
-	if last := reps[len(reps)-1].name; last != primary {
-		t.Errorf("replaced last: %s, want the old primary %s (order %+v)", last, primary, reps)
 	}
 }
 
@@ -252,6 +259,46 @@ func (s *story) rollSupervised(cluster string) {
 		t.Errorf("primary still %s after the switchover", primary)
 	}
 	s.settingEverywhere(cluster, "shared_buffers", "64MB")
+}
+
+// lowerHotStandby lowers max_connections, which a standby needs at least
+// as high as its primary's: the primary is restarted first, in place, with
+// PrimaryAvailable saying PlannedRestart and no failover (failoverDelay is
+// 2s here), then the replicas one at a time; every instance ends at the
+// new value, and the load goes on (its writes are verified at the end).
+// primaryUpdateStrategy is still supervised: an in-place restart is not a
+// switchover and does not wait for one.
+func (s *story) lowerHotStandby(cluster string, load *writeLoad) {
+	t := s.t
+	pg := s.postgres(cluster)
+	primary := pg.Status.Primary
+	members := readyNames(pg)
+	w := s.watchPods(cluster)
+	start := time.Now()
+	s.patchSpec(cluster, map[string]any{"parameters": map[string]string{"max_connections": "80"}})
+	planned := false
+	s.eventually(cluster+" rolled to max_connections 80", 4*time.Minute, func() (bool, string) {
+		p := s.postgres(cluster)
+		if c := meta.FindStatusCondition(p.Status.Conditions, ConditionPrimaryAvailable); c != nil && c.Reason == ReasonPlannedRestart {
+			planned = true
+		}
+		return s.currentAndServing(cluster)
+	})
+	end := time.Now()
+	reps := w.stop(cluster)
+	checkOneAtATime(t, reps, members)
+	if reps[0].name != primary {
+		t.Errorf("replaced first: %s, want the primary %s (order %v)", reps[0].name, primary, names(reps))
+	}
+	if p := s.postgres(cluster); p.Status.Primary != primary {
+		t.Errorf("primary %s, want %s: a failover or switchover happened during the planned restart", p.Status.Primary, primary)
+	}
+	if !planned {
+		t.Errorf("PrimaryAvailable never said %s during the primary's restart", ReasonPlannedRestart)
+	}
+	s.settingEverywhere(cluster, "max_connections", "80")
+	t.Logf("FACT lowering max_connections on %d instances: %s, order %v, writes paused at most %s (the primary's restart)", len(members),
+		end.Sub(start).Round(100*time.Millisecond), names(reps), load.longestPause(start, end).Round(100*time.Millisecond))
 }
 
 // settingEverywhere checks a setting's running value on every instance.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -113,6 +114,33 @@ func TestPlanRolloutReplacesReplicasFirstThePrimaryLast(t *testing.T) {
 			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
 		}
 	}
+	// Lowering a hot-standby setting: the primary first, in place, once it
+	// is ready; the replicas after it, in the usual order.
+	lowered := []string{"max_connections 100 to 80"}
+	for _, tc := range []struct {
+		name     string
+		ready    map[string]bool
+		outdated map[string]string
+		lowered  []string
+		want     rolloutStep
+	}{
+		{"lowered: the primary first", all, map[string]string{"db-1": tpl, "db-2": tpl, "db-3": tpl}, lowered, rolloutStep{rolloutRestartPrimary, "db-1"}},
+		{"lowered, the primary pending a restart", all, map[string]string{"db-1": "pending restart: max_connections", "db-2": tpl}, lowered,
+			rolloutStep{rolloutRestartPrimary, "db-1"}},
+		{"lowered: a replica stuck below its primary does not go before it", map[string]bool{"db-1": true, "db-2": false, "db-3": true},
+			map[string]string{"db-1": tpl, "db-3": tpl}, lowered, rolloutStep{rolloutRestartPrimary, "db-1"}},
+		{"lowered, the primary not ready: wait for it", map[string]bool{"db-1": false, "db-2": true, "db-3": true},
+			map[string]string{"db-1": tpl, "db-2": tpl}, lowered, rolloutStep{rolloutWait, "db-1"}},
+		{"the primary restarting: no replica goes, even not ready", map[string]bool{"db-1": false, "db-2": false, "db-3": true},
+			map[string]string{"db-2": tpl, "db-3": tpl}, nil, rolloutStep{rolloutWait, "db-1"}},
+		{"primary restarted: then the replicas", all, map[string]string{"db-2": tpl, "db-3": tpl}, nil, rolloutStep{rolloutReplace, "db-2"}},
+		{"raised (nothing lowered): replicas first", all, map[string]string{"db-1": tpl, "db-2": tpl}, nil, rolloutStep{rolloutReplace, "db-2"}},
+	} {
+		got := planRollout(rolloutView{primary: "db-1", members: members, ready: tc.ready, outdated: tc.outdated, lowered: tc.lowered, advanced: "db-3"})
+		if got != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
 	// A single instance has no replica to switch to: it restarts.
 	alone := rolloutView{primary: "db-1", members: []string{"db-1"}, ready: map[string]bool{"db-1": true},
 		outdated: map[string]string{"db-1": tpl}, supervised: true}
@@ -197,6 +225,28 @@ func TestRestartSettingsAndPendingRestartOfARealServer(t *testing.T) {
 		o := observeInstance(context.Background(), op, addr)
 		return o.Reachable && strings.Join(o.PendingRestart, ",") == "shared_buffers"
 	})
+
+	// A primary reports its hot-standby settings: the running value, and
+	// the one it will start with (from the configuration files).
+	var running int64
+	if err := db.QueryRow(`SELECT setting::bigint FROM pg_settings WHERE name = 'max_connections'`).Scan(&running); err != nil {
+		t.Fatal(err)
+	}
+	if o := observeInstance(context.Background(), op, addr); len(o.HotStandby) != len(hotStandbySettings) ||
+		o.HotStandby["max_connections"] != (settingValues{running, running}) {
+		t.Fatalf("hot-standby settings of a fresh server: %+v, want max_connections %d", o.HotStandby, running)
+	}
+	if _, err := db.Exec(`ALTER SYSTEM SET max_connections = 20`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`SELECT pg_reload_conf()`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "max_connections 20 read as the next value", func() bool {
+		o := observeInstance(context.Background(), op, addr)
+		return o.HotStandby["max_connections"] == settingValues{running, 20} &&
+			strings.Join(loweredHotStandby(nil, o.HotStandby), ",") == fmt.Sprintf("max_connections %d to 20", running)
+	})
 }
 
 // A spec.parameters value the server refuses holds the rolling update:
@@ -212,5 +262,55 @@ func TestRollingUpdateWaitsForRefusedParameters(t *testing.T) {
 	err := (&PostgresReconciler{}).rollingUpdate(context.Background(), c)
 	if !errors.Is(err, errWait) || c.phase != PhaseRollingUpdate || !strings.Contains(c.message, "held until spec.parameters are fixed") {
 		t.Fatalf("rolling update with refused parameters: %v, phase %q, message %q", err, c.phase, c.message)
+	}
+}
+
+// A hot-standby setting is lowered when the value the primary will start
+// with (spec.parameters, else its configuration files) is below the one
+// it runs with; raising one, or any other setting, keeps the usual order.
+func TestLoweredHotStandby(t *testing.T) {
+	running := map[string]settingValues{"max_connections": {100, 100}, "max_wal_senders": {10, 10},
+		"max_worker_processes": {8, 8}, "max_locks_per_transaction": {64, 32}}
+	for _, tc := range []struct {
+		name    string
+		params  map[string]string
+		primary map[string]settingValues
+		want    string
+	}{
+		{"nothing set", nil, running, "max_locks_per_transaction 64 to 32"},
+		{"max_connections lowered, any case", map[string]string{"Max_Connections": " 80", "max_locks_per_transaction": "64"}, running,
+			"max_connections 100 to 80"},
+		{"raised", map[string]string{"max_connections": "200", "max_wal_senders": "10", "max_locks_per_transaction": "128"}, running, ""},
+		{"two lowered", map[string]string{"max_wal_senders": "5", "max_worker_processes": "4", "max_locks_per_transaction": "64"}, running,
+			"max_wal_senders 10 to 5; max_worker_processes 8 to 4"},
+		{"not a number: the server's to refuse", map[string]string{"max_connections": "lots", "max_locks_per_transaction": "64"}, running, ""},
+		{"another setting", map[string]string{"shared_buffers": "16MB", "max_locks_per_transaction": "64"}, running, ""},
+		{"primary not observed", map[string]string{"max_connections": "10"}, nil, ""},
+	} {
+		if got := strings.Join(loweredHotStandby(tc.params, tc.primary), "; "); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// Failover waits for a primary the operator restarts itself, within a
+// bound; past it, or without the condition, the primary counts as lost.
+func TestPlannedRestartHoldsFailoverWithinItsBound(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	pg := &v1alpha1.Postgres{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "web"},
+		Spec: v1alpha1.PostgresSpec{FailoverDelay: &metav1.Duration{Duration: 2 * time.Second}}}
+	pg.Status.Primary = "db-1"
+	pg.Status.Conditions = []metav1.Condition{{Type: ConditionPrimaryAvailable, Status: metav1.ConditionFalse, Reason: ReasonPlannedRestart,
+		LastTransitionTime: metav1.NewTime(now)}}
+	for _, tc := range []struct {
+		after time.Duration
+		held  bool
+	}{{0, true}, {time.Minute, true}, {plannedRestartBound(pg) - time.Second, true}, {plannedRestartBound(pg), false}, {time.Hour, false}} {
+		r := &PostgresReconciler{Now: func() time.Time { return now.Add(tc.after) }}
+		c := &cluster{pg: pg, requeue: 5 * time.Second}
+		held, err := r.plannedRestart(context.Background(), c)
+		if err != nil || held != tc.held {
+			t.Errorf("%s after the restart: held %v (%v), want %v", tc.after, held, err, tc.held)
+		}
 	}
 }
