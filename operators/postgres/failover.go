@@ -53,10 +53,8 @@ func (r *PostgresReconciler) failover(ctx context.Context, c *cluster) error {
 	if settled, err := r.primarySettled(ctx, c, o, healthy, switchover || force); settled {
 		return err
 	}
-	if !healthy && !switchover && !force {
-		if held, err := r.plannedRestart(ctx, c); held {
-			return err
-		}
+	if held, err := r.plannedRestart(ctx, c, healthy || switchover || force); held {
+		return err
 	}
 	best := r.chooseTarget(c, target)
 	if best == "" {

@@ -131,12 +131,17 @@ func plannedRestartBound(pg *v1alpha1.Postgres) time.Duration {
 }
 
 // plannedRestart holds failover while the operator restarts the primary
-// itself: true while the restart is under way and within its bound. The
-// workflow goes on (EnsurePods makes the primary's pod anew; the rolling
-// update waits for it). The cache may lag the condition written just
-// before the pod was deleted, so when it does not show one the Postgres is
-// read past it (this runs only while the primary does not answer).
-func (r *PostgresReconciler) plannedRestart(ctx context.Context, c *cluster) (bool, error) {
+// itself: true while the restart is under way and within its bound; never
+// for a healthy primary, nor for a switchover or forced promotion someone
+// asked for (healthyOrAsked). The workflow goes on (EnsurePods makes the
+// primary's pod anew; the rolling update waits for it). The cache may lag
+// the condition written just before the pod was deleted, so when it does
+// not show one the Postgres is read past it (only while the primary does
+// not answer).
+func (r *PostgresReconciler) plannedRestart(ctx context.Context, c *cluster, healthyOrAsked bool) (bool, error) {
+	if healthyOrAsked {
+		return false, nil
+	}
 	cond := meta.FindStatusCondition(c.pg.Status.Conditions, ConditionPrimaryAvailable)
 	if cond == nil || cond.Reason != ReasonPlannedRestart {
 		live, err := r.livePostgres(ctx, c)

@@ -308,9 +308,13 @@ func TestPlannedRestartHoldsFailoverWithinItsBound(t *testing.T) {
 	}{{0, true}, {time.Minute, true}, {plannedRestartBound(pg) - time.Second, true}, {plannedRestartBound(pg), false}, {time.Hour, false}} {
 		r := &PostgresReconciler{Now: func() time.Time { return now.Add(tc.after) }}
 		c := &cluster{pg: pg, requeue: 5 * time.Second}
-		held, err := r.plannedRestart(context.Background(), c)
+		held, err := r.plannedRestart(context.Background(), c, false)
 		if err != nil || held != tc.held {
 			t.Errorf("%s after the restart: held %v (%v), want %v", tc.after, held, err, tc.held)
 		}
+	}
+	// A healthy primary, or a switchover asked for, is never held.
+	if held, _ := (&PostgresReconciler{Now: func() time.Time { return now }}).plannedRestart(context.Background(), &cluster{pg: pg}, true); held {
+		t.Error("held while the primary is healthy or a switchover was asked for")
 	}
 }
