@@ -68,6 +68,10 @@ func validatePostgres(d *document, pg *v1alpha1.Postgres) []Problem {
 	}
 	if s.Image != "" {
 		c.image(spec.at("image"), s.Image)
+		if m := v1alpha1.ImageMajor(s.Image); m != "" && m != s.Version {
+			c.add(spec.at("image"), "%q is PostgreSQL %s by its tag but spec.version is %q: the cluster's data directory needs binaries of its own major version (a minor version keeps the major: %s)",
+				s.Image, m, s.Version, "postgres:"+s.Version+".x")
+		}
 	}
 	c.between(spec.at("instances"), s.Instances, 1, 9)
 	c.atLeast(spec.at("synchronous"), s.Synchronous, 0)

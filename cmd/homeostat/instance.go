@@ -230,6 +230,7 @@ replay lag of at most --max-lag; 503 otherwise, the reason in the body.`,
 	}
 	cmd.Flags().StringVar(&opts.PGData, "pgdata", os.Getenv("PGDATA"), "data directory (env PGDATA)")
 	cmd.Flags().DurationVar(&opts.Grace, "grace", 30*time.Second, "how long a fast shutdown may take before an immediate one")
+	cmd.Flags().StringVar(&opts.TerminationLog, "termination-log", "", "where to write why postgres was not started (the pod's termination message path)")
 	cmd.Flags().StringVar(&opts.Superuser, "superuser", "postgres", "superuser role (connects over the unix socket to set passwords)")
 	cmd.Flags().StringVar(&opts.ReplicationUser, "replication-user", "streaming_replica", "role replicas and backups connect as")
 	cmd.Flags().StringVar(&opts.Owner, "owner", "app", "application role whose password is set (created when missing)")

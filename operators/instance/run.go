@@ -43,6 +43,10 @@ type RunOptions struct {
 	// none.
 	Health HealthOptions
 	Log    *slog.Logger
+	// TerminationLog is where a refusal to start is written for the
+	// kubelet's termination message (the operator reads it into status);
+	// empty writes none.
+	TerminationLog string
 }
 
 // Run supervises postgres in the foreground, as a pod's main process: its
@@ -64,6 +68,9 @@ func Run(opts RunOptions) (int, error) {
 		return 1, fmt.Errorf("instance run: %w", err)
 	} else if !ok {
 		return 1, fmt.Errorf("instance run: %s holds no cluster (run instance init or join first)", opts.PGData)
+	}
+	if code, err := refuseOtherMajor(opts, log); err != nil {
+		return code, fmt.Errorf("instance run: %w", err)
 	}
 	if opts.PassFile == "" {
 		opts.PassFile = DefaultPassFile(opts.PGData)

@@ -91,10 +91,12 @@ func TestFailoverKeepsEveryPromise(t *testing.T) {
 	}
 	// Rolling updates under the same load (rollout_e2e_test.go): a new
 	// image, then a restart setting with primaryUpdateStrategy supervised,
-	// then a lowered max_connections (the primary restarts first).
+	// then a lowered max_connections (the primary restarts first), then an
+	// image the data directory refuses (the update stops at one replica).
 	s.rollImageUnderLoad("ha", load)
 	s.rollSupervised("ha")
 	s.lowerHotStandby("ha", load)
+	s.refuseOtherMajor("ha")
 	load.stop()
 	rw := s.superDB("ha")
 	defer rw.Close()

@@ -239,6 +239,10 @@ func (r *PostgresReconciler) validate(ctx context.Context, c *cluster) error {
 			return reconcile.TerminalError(&stalled{"InvalidSpec", fmt.Errorf("spec.parameters.%s is set by homeostat and cannot be overridden", k)})
 		}
 	}
+	if m := v1alpha1.ImageMajor(c.pg.Spec.Image); m != "" && m != c.pg.Spec.Version {
+		return reconcile.TerminalError(&stalled{ReasonImageVersionMismatch, fmt.Errorf("spec.image %q is PostgreSQL %s by its tag but spec.version is %q: the data directory needs binaries of its own major version",
+			c.pg.Spec.Image, m, c.pg.Spec.Version)})
+	}
 	stores := []*v1alpha1.S3Store{}
 	if b := c.pg.Spec.Backup; b != nil {
 		stores = append(stores, &b.S3)
@@ -472,6 +476,9 @@ func (r *PostgresReconciler) ensurePods(ctx context.Context, c *cluster) error {
 		role := RoleReplica
 		if name == c.pg.Status.Primary {
 			role = RolePrimary
+		}
+		if err := r.refusedImage(ctx, c, name); err != nil {
+			return err
 		}
 		pod := c.pods[name]
 		switch {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -375,4 +377,64 @@ func TestSingleInstanceRollsByRestartOnItsVolume(t *testing.T) {
 		err := db.QueryRowContext(s.ctx, `SELECT count(*) FROM kept`).Scan(&n)
 		return err == nil && n == 1, fmt.Sprintf("%d rows, %v", n, err)
 	})
+}
+
+// refuseOtherMajor makes the first replica the rolling update replaces
+// hold data of another major version than its binaries (its PG_VERSION
+// says 16; the binaries are 15): as an image of the wrong major would. Its
+// new pod refuses to start, the Postgres says ImageVersionMismatch naming
+// the image and both majors, and the update goes no further: the other
+// pods keep theirs. Setting the image back replaces the refused pod and
+// the cluster is whole again, with the same primary.
+func (s *story) refuseOtherMajor(cluster string) {
+	t := s.t
+	pg := s.postgres(cluster)
+	primary, oldImage := pg.Status.Primary, Image(pg)
+	first := ""
+	for _, m := range readyNames(pg) {
+		if m != primary && first == "" {
+			first = m
+		}
+	}
+	version := filepath.Join(s.dir, "kubelet", "volumes", "claims", s.ns+"_"+first, "pgdata", "PG_VERSION")
+	orig, err := os.ReadFile(version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(version, []byte("16\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := s.pods(cluster)
+	s.patchSpec(cluster, map[string]any{"image": "postgres:16.2"})
+	want := []string{first, "postgres:16.2", "binaries are PostgreSQL 15", "data directory is PostgreSQL 16"}
+	s.eventually(cluster+" refuses the image", 2*time.Minute, func() (bool, string) {
+		p := s.postgres(cluster)
+		c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady)
+		if c == nil {
+			return false, "no Ready condition"
+		}
+		ok := p.Status.Phase == ReasonImageVersionMismatch && c.Status == metav1.ConditionFalse && c.Reason == ReasonImageVersionMismatch
+		for _, w := range want {
+			ok = ok && strings.Contains(c.Message, w)
+		}
+		return ok, fmt.Sprintf("phase %s, ready %+v", p.Status.Phase, c)
+	})
+	// It stays there: no other pod is replaced.
+	time.Sleep(3 * time.Second)
+	for name, pod := range s.pods(cluster) {
+		if name != first && pod.UID != before[name].UID {
+			t.Errorf("%s was replaced after %s refused the image", name, first)
+		}
+	}
+	if p := s.postgres(cluster); p.Status.Phase != ReasonImageVersionMismatch || p.Status.Primary != primary {
+		t.Errorf("phase %s, primary %s (was %s): the update went on", p.Status.Phase, p.Status.Primary, primary)
+	}
+	if err := os.WriteFile(version, orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.patchSpec(cluster, map[string]any{"image": oldImage})
+	s.eventually(cluster+" whole again on "+oldImage, 3*time.Minute, func() (bool, string) { return s.currentAndServing(cluster) })
+	if p := s.postgres(cluster); p.Status.Primary != primary {
+		t.Errorf("primary %s, want %s", p.Status.Primary, primary)
+	}
 }

@@ -147,7 +147,8 @@ func InstancePod(pg *v1alpha1.Postgres, instance, role string, o Options) *corev
 	// postgres starts: a former primary rewinds and rejoins.
 	args := []string{binPath, "instance", "run", "--pgdata", pgdataPath, "--owner", owner(pg),
 		"--cluster", pg.Name, "--primary", RWService(pg.Name) + ":" + strconv.Itoa(postgresPort),
-		"--fence-after", failoverDelay(pg).String(), "--tls-dir", tlsMount, "--health-addr", ":" + strconv.Itoa(healthPort), "--max-lag", maxLag(pg)}
+		"--fence-after", failoverDelay(pg).String(), "--tls-dir", tlsMount, "--health-addr", ":" + strconv.Itoa(healthPort), "--max-lag", maxLag(pg),
+		"--termination-log", corev1.TerminationMessagePathDefault}
 	spec := podSpec(pg, instance, args, o)
 	spec.RestartPolicy = corev1.RestartPolicyAlways
 	spec.Hostname = instance
