@@ -65,6 +65,23 @@ func observeHotStandby(ctx context.Context, db *sql.DB) map[string]settingValues
 	return out
 }
 
+// refreshHotStandby reads the primary's hot-standby settings again after
+// applyParameters wrote to the configuration: pg_file_settings reads the
+// files when asked, so a setting just reset shows the value it falls back
+// to in this very reconcile, before the rolling update chooses its order.
+func (r *PostgresReconciler) refreshHotStandby(ctx context.Context, c *cluster) {
+	primary := c.pg.Status.Primary
+	db, _, err := r.conn(ctx, c, primary)
+	if err != nil {
+		return
+	}
+	if hs := observeHotStandby(ctx, db); hs != nil {
+		o := c.obs[primary]
+		o.HotStandby = hs
+		c.obs[primary] = o
+	}
+}
+
 // loweredHotStandby names the hot-standby settings the spec sets lower
 // than the primary runs with. A name in spec.parameters is judged by its
 // value there (the rolling update may begin before the new value is

@@ -74,6 +74,9 @@ func (r *PostgresReconciler) applyParameters(ctx context.Context, c *cluster) er
 	} else {
 		setCondition(c.pg, ConditionParametersApplied, metav1.ConditionTrue, "Applied", "spec.parameters are in effect on every running instance")
 	}
+	if wrote {
+		r.refreshHotStandby(ctx, c)
+	}
 	names := sortedKeys(want)
 	if everywhere && c.pg.Annotations[AnnotationParameters] != strings.Join(names, ",") {
 		if err := r.annotate(ctx, c.pg, AnnotationParameters, strings.Join(names, ",")); err != nil {

@@ -223,8 +223,9 @@ func (s *story) rollImageUnderLoad(cluster string, load *writeLoad) {
 	}
 }
 
-// rollSupervised changes a setting that needs a restart with
-// primaryUpdateStrategy supervised: the replicas are restarted with it,
+// rollSupervised changes settings that need a restart (one of them
+// max_connections, raised: the usual order) with primaryUpdateStrategy
+// supervised: the replicas are restarted with it,
 // then the update waits, saying so, with the outdated primary untouched,
 // until `homeostat pg switchover`.
 func (s *story) rollSupervised(cluster string) {
@@ -232,7 +233,7 @@ func (s *story) rollSupervised(cluster string) {
 	pg := s.postgres(cluster)
 	primary := pg.Status.Primary
 	primaryUID := s.pods(cluster)[primary].UID
-	s.patchSpec(cluster, map[string]any{"primaryUpdateStrategy": "supervised", "parameters": map[string]string{"shared_buffers": "64MB"}})
+	s.patchSpec(cluster, map[string]any{"primaryUpdateStrategy": "supervised", "parameters": map[string]string{"shared_buffers": "64MB", "max_connections": "120"}})
 	s.eventually(cluster+" waiting for a switchover", 3*time.Minute, func() (bool, string) {
 		p := s.postgres(cluster)
 		c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady)
@@ -261,10 +262,12 @@ func (s *story) rollSupervised(cluster string) {
 		t.Errorf("primary still %s after the switchover", primary)
 	}
 	s.settingEverywhere(cluster, "shared_buffers", "64MB")
+	s.settingEverywhere(cluster, "max_connections", "120")
 }
 
-// lowerHotStandby lowers max_connections, which a standby needs at least
-// as high as its primary's: the primary is restarted first, in place, with
+// lowerHotStandby lowers max_connections (from 120 to the default 100, by
+// removing it from spec.parameters: the operator resets it), which a
+// standby needs at least as high as its primary's: the primary is restarted first, in place, with
 // PrimaryAvailable saying PlannedRestart and no failover (failoverDelay is
 // 2s here), then the replicas one at a time; every instance ends at the
 // new value, and the load goes on (its writes are verified at the end).
@@ -277,9 +280,9 @@ func (s *story) lowerHotStandby(cluster string, load *writeLoad) {
 	members := readyNames(pg)
 	w := s.watchPods(cluster)
 	start := time.Now()
-	s.patchSpec(cluster, map[string]any{"parameters": map[string]string{"max_connections": "80"}})
+	s.patchSpec(cluster, map[string]any{"parameters": map[string]any{"max_connections": nil}})
 	planned := false
-	s.eventually(cluster+" rolled to max_connections 80", 4*time.Minute, func() (bool, string) {
+	s.eventually(cluster+" rolled to max_connections 100", 4*time.Minute, func() (bool, string) {
 		p := s.postgres(cluster)
 		if c := meta.FindStatusCondition(p.Status.Conditions, ConditionPrimaryAvailable); c != nil && c.Reason == ReasonPlannedRestart {
 			planned = true
@@ -298,7 +301,7 @@ func (s *story) lowerHotStandby(cluster string, load *writeLoad) {
 	if !planned {
 		t.Errorf("PrimaryAvailable never said %s during the primary's restart", ReasonPlannedRestart)
 	}
-	s.settingEverywhere(cluster, "max_connections", "80")
+	s.settingEverywhere(cluster, "max_connections", "100")
 	t.Logf("FACT lowering max_connections on %d instances: %s, order %v, writes paused at most %s (the primary's restart)", len(members),
 		end.Sub(start).Round(100*time.Millisecond), names(reps), load.longestPause(start, end).Round(100*time.Millisecond))
 }

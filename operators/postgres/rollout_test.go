@@ -247,6 +247,20 @@ func TestRestartSettingsAndPendingRestartOfARealServer(t *testing.T) {
 		return o.HotStandby["max_connections"] == settingValues{running, 20} &&
 			strings.Join(loweredHotStandby(nil, o.HotStandby), ",") == fmt.Sprintf("max_connections %d to 20", running)
 	})
+	// A reset shows at once, before any reload: the files are read when
+	// asked (refreshHotStandby relies on it).
+	if _, err := db.Exec(`ALTER SYSTEM SET max_connections = 30`); err != nil {
+		t.Fatal(err)
+	}
+	if hs := observeHotStandby(context.Background(), op); hs["max_connections"] != (settingValues{running, 30}) {
+		t.Errorf("after ALTER SYSTEM SET, no reload: %+v, want max_connections 30 next", hs["max_connections"])
+	}
+	if _, err := db.Exec(`ALTER SYSTEM RESET max_connections`); err != nil {
+		t.Fatal(err)
+	}
+	if hs := observeHotStandby(context.Background(), op); hs["max_connections"] != (settingValues{running, running}) {
+		t.Errorf("after ALTER SYSTEM RESET: %+v, want postgresql.conf's %d next", hs["max_connections"], running)
+	}
 }
 
 // A spec.parameters value the server refuses holds the rolling update:
