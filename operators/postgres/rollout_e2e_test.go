@@ -408,6 +408,7 @@ func (s *story) refuseOtherMajor(cluster string) {
 		t.Fatal(err)
 	}
 	before := s.pods(cluster)
+	start := time.Now()
 	s.patchSpec(cluster, map[string]any{"image": "postgres:16.2"})
 	want := []string{first, "postgres:16.2", "binaries are PostgreSQL 15", "data directory is PostgreSQL 16"}
 	s.eventually(cluster+" refuses the image", 2*time.Minute, func() (bool, string) {
@@ -422,6 +423,7 @@ func (s *story) refuseOtherMajor(cluster string) {
 		}
 		return ok, fmt.Sprintf("phase %s, ready %+v", p.Status.Phase, c)
 	})
+	refused := time.Since(start)
 	// It stays there: no other pod is replaced.
 	time.Sleep(3 * time.Second)
 	for name, pod := range s.pods(cluster) {
@@ -436,8 +438,11 @@ func (s *story) refuseOtherMajor(cluster string) {
 		t.Fatal(err)
 	}
 	s.patchSpec(cluster, map[string]any{"image": oldImage})
+	fixed := time.Now()
 	s.eventually(cluster+" whole again on "+oldImage, 3*time.Minute, func() (bool, string) { return s.currentAndServing(cluster) })
 	if p := s.postgres(cluster); p.Status.Primary != primary {
 		t.Errorf("primary %s, want %s", p.Status.Primary, primary)
 	}
+	t.Logf("FACT image refused by %s's data directory: ImageVersionMismatch after %s; whole again %s after the image was set back",
+		first, refused.Round(100*time.Millisecond), time.Since(fixed).Round(100*time.Millisecond))
 }
