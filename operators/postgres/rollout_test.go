@@ -332,3 +332,19 @@ func TestPlannedRestartHoldsFailoverWithinItsBound(t *testing.T) {
 		t.Error("held while the primary is healthy or a switchover was asked for")
 	}
 }
+
+// A spec.image whose tag names another major than spec.version stalls the
+// cluster before any pod runs it; a tag without a version passes.
+func TestValidateRefusesAnImageOfAnotherMajor(t *testing.T) {
+	r := &PostgresReconciler{}
+	for image, refused := range map[string]bool{"postgres:16.4": true, "postgres:15.8-bookworm": false, "postgres:latest": false, "": false} {
+		pg := &v1alpha1.Postgres{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "web"}, Spec: v1alpha1.PostgresSpec{Version: "15", Image: image}}
+		err := r.validate(context.Background(), &cluster{pg: pg})
+		var st *stalled
+		got := errors.As(err, &st) && st.reason == ReasonImageVersionMismatch && isTerminal(err) &&
+			strings.Contains(err.Error(), `spec.image "postgres:16.4" is PostgreSQL 16`) && strings.Contains(err.Error(), `spec.version is "15"`)
+		if got != refused || (!refused && err != nil) {
+			t.Errorf("image %q: %v, want refused %v", image, err, refused)
+		}
+	}
+}
